@@ -1,0 +1,75 @@
+//! Hot functions of the pixel path: request-head parsing and response rendering.
+//!
+//! Run: `cargo bench --bench http`. Inputs are what a browser tag sends (about 600 bytes of
+//! head with cookies and a user agent) and what the load benchmark sends.
+#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use dcsd::config::{Cli, Config};
+use dcsd::http::conn::{ListenerKind, Request, Service};
+use dcsd::http::response::ConnHeader;
+use dcsd::http::{parse_head, HeadLimits, Parsed};
+use dcsd::pipeline::Dcs;
+use dcsd::runtime::Shared;
+
+const BROWSER: &[u8] = b"GET /event?d_sid=1234&c_likes=famous%20popstar&c_key=val&d_rtbd=json&d_cb=cb123 HTTP/1.1\r\n\
+Host: acme.dcs.example\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36\r\n\
+Accept: image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8\r\n\
+Accept-Encoding: gzip, deflate, br, zstd\r\n\
+Accept-Language: en-US,en;q=0.9,de;q=0.8\r\n\
+Referer: https://www.acme.example/products/shoes?color=red\r\n\
+Origin: https://www.acme.example\r\n\
+Cookie: demdex=12345678901234567890123456789012345678; _ga=GA1.2.123456789.1700000000\r\n\
+Connection: keep-alive\r\n\r\n";
+const LOADGEN: &[u8] = b"GET /event?d_sid=1234&c_key=val&d_rtbd=json HTTP/1.1\r\nHost: localhost:18100\r\n\r\n";
+
+const LIMITS: HeadLimits = HeadLimits { max_uri_bytes: 8192, max_header_bytes: 16384, max_body_bytes: 32768 };
+
+fn parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parse_head");
+    for (name, raw) in [("browser", BROWSER), ("loadgen", LOADGEN)] {
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(name, |b| {
+            b.iter(|| match parse_head(black_box(raw), &LIMITS) {
+                Ok(Parsed::Complete(h)) => h.head_len,
+                _ => unreachable!("bench input is a complete head"),
+            })
+        });
+    }
+    g.finish();
+}
+
+fn render(c: &mut Criterion) {
+    let config = Config::load(&Cli::default()).expect("built-in config");
+    let dcs = Dcs::new(0, Arc::new(Shared::new(config, 1)));
+    let mut g = c.benchmark_group("event_response");
+    let pixel = b"GET /event?d_sid=1234&c_key=val HTTP/1.1\r\nHost: localhost\r\nCookie: demdex=12345678901234567890123456789012345678\r\n\r\n";
+    for (name, raw) in [("pixel", &pixel[..]), ("json_loadgen", LOADGEN), ("jsonp_browser", BROWSER)] {
+        let Ok(Parsed::Complete(head)) = parse_head(raw, &LIMITS) else { unreachable!("complete head") };
+        let mut out = Vec::with_capacity(4096);
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                let req = Request {
+                    head: &head,
+                    buf: raw,
+                    body: &[],
+                    peer: "127.0.0.1:40000".parse().expect("addr"),
+                    listener: ListenerKind::All,
+                    conn: ConnHeader::None,
+                    draining: false,
+                };
+                dcs.call(black_box(&req), &mut out);
+                out.len()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, parse, render);
+criterion_main!(benches);

@@ -1,0 +1,46 @@
+//! The command line (config.md §1). Flags override `dcsd.toml`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// `dcsd [--config PATH] [--listen ADDR:PORT]... [--threads N] [--driver auto|uring|legacy]
+/// [--taxonomy PATH] [--check]`
+#[derive(Debug, Default, Parser)]
+#[command(name = "dcsd", version, about = "Data collection server for the edge")]
+pub struct Cli {
+    /// `dcsd.toml` to load; without it the built-in defaults and demo taxonomy are used.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (repeatable); replaces `server.listen`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads, one per core; 0 = every available core. Replaces `server.threads`.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// IO driver; replaces `server.driver`.
+    #[arg(long, value_enum)]
+    pub driver: Option<Driver>,
+    /// Taxonomy JSON; replaces `server.taxonomy`.
+    #[arg(long, value_name = "PATH")]
+    pub taxonomy: Option<PathBuf>,
+    /// Validate the configuration and taxonomy, print a summary, exit 0 or 64.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Which monoio driver the workers run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// io_uring when the kernel allows it, else epoll (one log line says so).
+    #[default]
+    Auto,
+    /// io_uring only; start-up fails if it cannot be set up.
+    Uring,
+    /// epoll (monoio's legacy driver).
+    #[value(alias = "epoll")]
+    #[serde(alias = "epoll")]
+    Legacy,
+}

@@ -1,0 +1,299 @@
+//! Configuration: the command line, `dcsd.toml` and the taxonomy, validated into one
+//! immutable [`Config`] before any socket is bound (config.md §1–§4).
+//!
+//! Errors name their place — `file:line:col` for `dcsd.toml`, a JSON path for the taxonomy —
+//! and `main` exits with status 64 (EX_USAGE) after printing them. On reload only the taxonomy
+//! is read again ([`load_taxonomy`]); a bad one is reported and the old one kept.
+
+pub mod cli;
+pub mod file;
+pub mod taxonomy;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use cli::{Cli, Driver};
+pub use file::FileConfig;
+pub use taxonomy::Taxonomy;
+
+/// The validated configuration; fixed for the life of the process except the taxonomy, which
+/// a reload replaces.
+#[derive(Debug)]
+pub struct Config {
+    /// `[server]` with command-line overrides applied.
+    pub server: file::Server,
+    /// `[limits]`
+    pub limits: file::Limits,
+    /// `[cookie]`
+    pub cookie: file::Cookie,
+    /// `[privacy]`
+    pub privacy: file::Privacy,
+    /// `[rate_limit]`
+    pub rate_limit: file::RateLimit,
+    /// `[denylist]`
+    pub denylist: file::Denylist,
+    /// `[partners]`
+    pub partners: file::Partners,
+    /// `[store]`
+    pub store: file::Store,
+    /// `[eventlog]`
+    pub eventlog: file::EventLog,
+    /// Where the taxonomy comes from (read again on reload).
+    pub taxonomy_source: TaxonomySource,
+    /// The taxonomy loaded at start-up.
+    pub taxonomy: Arc<Taxonomy>,
+    /// The `dcsd.toml` that was read, if any.
+    pub config_path: Option<PathBuf>,
+}
+
+/// Where the taxonomy is read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaxonomySource {
+    /// The demo taxonomy compiled into the binary.
+    BuiltIn,
+    /// A JSON file.
+    File(PathBuf),
+}
+
+/// Every problem found, each with its place; `Display` prints one per line.
+#[derive(Debug)]
+pub struct ConfigError(pub Vec<String>);
+
+// === impl Config ===
+
+impl Config {
+    /// Builds the configuration from the command line (and the files it names).
+    ///
+    /// # Errors
+    /// Every problem found in the files or flags, with file and place.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_toml(path)?,
+            None => FileConfig::default(),
+        };
+        let FileConfig { mut server, limits, cookie, privacy, rate_limit, denylist, .. } = file;
+        if !cli.listen.is_empty() {
+            server.listen = cli.listen.clone();
+        }
+        if let Some(t) = cli.threads {
+            if t > 1024 {
+                return Err(ConfigError(vec![format!("--threads: at most 1024, got {t}")]));
+            }
+            server.threads = t;
+        }
+        if let Some(d) = cli.driver {
+            server.driver = d;
+        }
+        if let Some(t) = &cli.taxonomy {
+            server.taxonomy = t.to_string_lossy().into_owned();
+        }
+        let mut errs = Vec::new();
+        if let Some(a) = server.admin_listen.iter().find(|a| server.listen.contains(a)) {
+            errs.push(format!("server.admin_listen: {a} is also in server.listen"));
+        }
+        let taxonomy_source = if server.taxonomy.is_empty() {
+            TaxonomySource::BuiltIn
+        } else {
+            TaxonomySource::File(resolve_relative(cli.config.as_deref(), &server.taxonomy))
+        };
+        let taxonomy = match load_taxonomy(&taxonomy_source) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errs.extend(e.0);
+                None
+            }
+        };
+        if server.node.is_empty() {
+            server.node = host_name();
+        }
+        match taxonomy {
+            Some(t) if errs.is_empty() => Ok(Config {
+                server,
+                limits,
+                cookie,
+                privacy,
+                rate_limit,
+                denylist,
+                partners: file.partners,
+                store: file.store,
+                eventlog: file.eventlog,
+                taxonomy_source,
+                taxonomy: Arc::new(t),
+                config_path: cli.config.clone(),
+            }),
+            _ => Err(ConfigError(errs)),
+        }
+    }
+
+    /// Settings that are accepted but have no effect yet in this version; logged at start-up
+    /// so that an operator is never misled by a silently ignored key.
+    pub fn inactive_settings(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if !self.eventlog.dir.is_empty() {
+            v.push("eventlog.dir (the event log is not implemented yet; nothing is written)");
+        }
+        if !self.store.snapshot_path.is_empty() {
+            v.push("store.snapshot_path (profile snapshots are not implemented yet)");
+        }
+        if self.rate_limit.per_ip_rps != 0 {
+            v.push("rate_limit.per_ip_rps (rate limiting is not implemented yet)");
+        }
+        if self.privacy.ip_obfuscation {
+            v.push("privacy.ip_obfuscation (no IP is used or stored yet)");
+        }
+        v
+    }
+
+    /// The one-line summary `--check` prints.
+    pub fn summary(&self) -> String {
+        let c = self.taxonomy.counts();
+        format!(
+            "ok: {} hosts, {} data sources, {} traits, {} segments, {} destinations; listen {}",
+            c.hosts,
+            c.data_sources,
+            c.traits,
+            c.segments,
+            c.destinations,
+            self.server.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
+        )
+    }
+}
+
+// === impl ConfigError ===
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            f.write_str(e)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and validates the taxonomy.
+///
+/// # Errors
+/// Unreadable file, invalid JSON or shape, or broken references; each message starts with the
+/// file name and the JSON path.
+pub fn load_taxonomy(src: &TaxonomySource) -> Result<Taxonomy, ConfigError> {
+    let (name, bytes) = match src {
+        TaxonomySource::BuiltIn => ("built-in taxonomy".to_string(), taxonomy::DEMO_JSON.into()),
+        TaxonomySource::File(p) => match std::fs::read(p) {
+            Ok(b) => (p.display().to_string(), b),
+            Err(e) => return Err(ConfigError(vec![format!("{}: cannot read: {e}", p.display())])),
+        },
+    };
+    Taxonomy::parse(&bytes)
+        .map_err(|errs| ConfigError(errs.into_iter().map(|e| format!("{name}: {e}")).collect()))
+}
+
+fn read_toml(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(vec![format!("{}: cannot read: {e}", path.display())]))?;
+    toml::from_str::<FileConfig>(&text).map_err(|e| {
+        let (line, col) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((1, 1));
+        ConfigError(vec![format!("{}:{line}:{col}: {}", path.display(), e.message().trim())])
+    })
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let col = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    (line, col)
+}
+
+/// A relative taxonomy path is taken relative to the directory of `dcsd.toml`.
+fn resolve_relative(config: Option<&Path>, p: &str) -> PathBuf {
+    let p = PathBuf::from(p);
+    match config.and_then(Path::parent) {
+        Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
+        _ => p,
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "dcsd".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, String> {
+        toml::from_str::<FileConfig>(text).map_err(|e| {
+            let (l, c) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+            format!("{l}:{c}: {}", e.message())
+        })
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let f = parse("").unwrap();
+        assert_eq!(f.server.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(f.server.region, 7);
+        assert_eq!(f.limits.max_uri_bytes, 8192);
+        assert_eq!(f.limits.max_header_bytes, 16384);
+        assert_eq!(f.limits.max_body_bytes, 32768);
+        assert_eq!(f.limits.keepalive_timeout_ms, 30000);
+        assert!(f.cookie.secure && f.cookie.same_site_none);
+        assert_eq!(f.store.max_profiles, 10_000_000);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_line() {
+        let e = parse("[server]\nregion = 3\nthreadz = 2\n").unwrap_err();
+        assert!(e.starts_with("3:1:") && e.contains("threadz"), "{e}");
+        let e = parse("[serverx]\n").unwrap_err();
+        assert!(e.starts_with("1:"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_line() {
+        let e = parse("[limits]\nmax_uri_bytes = 10\n").unwrap_err();
+        assert!(e.starts_with("2:17:") && e.contains("64..="), "{e}");
+        let e = parse("[server]\nlisten = [\"nonsense\"]\n").unwrap_err();
+        assert!(e.starts_with("2:"), "{e}");
+        let e = parse("[server]\ndriver = \"turbo\"\n").unwrap_err();
+        assert!(e.starts_with("2:") && e.contains("turbo"), "{e}");
+        let e = parse("[server]\nthreads = -1\n").unwrap_err();
+        assert!(e.starts_with("2:"), "{e}");
+        let e = parse("[tls]\ncert = \"/etc/x.pem\"\n").unwrap_err();
+        assert!(e.contains("not implemented"), "{e}");
+        let e = parse("[cookie]\ndomain = \"a b\"\n").unwrap_err();
+        assert!(e.starts_with("2:"), "{e}");
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+
+    #[test]
+    fn cli_overrides_the_file() {
+        let cli = Cli {
+            listen: vec!["127.0.0.1:9".parse().unwrap()],
+            threads: Some(3),
+            driver: Some(Driver::Legacy),
+            ..Cli::default()
+        };
+        let c = Config::load(&cli).unwrap();
+        assert_eq!(c.server.listen, cli.listen);
+        assert_eq!(c.server.threads, 3);
+        assert_eq!(c.server.driver, Driver::Legacy);
+        assert_eq!(c.taxonomy_source, TaxonomySource::BuiltIn);
+        assert!(c.summary().starts_with("ok: 3 hosts, 2 data sources, 4 traits"));
+    }
+}

@@ -1,0 +1,493 @@
+//! The taxonomy JSON (config.md §4): hosts, data sources, traits, segments, destinations.
+//!
+//! Parsed with simd-json through serde, with `serde_path_to_error` so that a shape error names
+//! its JSON path. This module checks the shape, unique IDs and that every reference resolves;
+//! trait and segment rules are compiled by the engine (a later step), so here a rule is only
+//! required to be a non-empty string.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashSet;
+use serde::Deserialize;
+
+/// The whole document.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Taxonomy {
+    /// Opaque version label from the control plane.
+    #[serde(default)]
+    pub version: String,
+    /// Days a trait realization lives (default 120).
+    #[serde(default = "default_trait_ttl_days")]
+    pub trait_ttl_days: u32,
+    /// Customers and the host names their tags call.
+    pub customers: Vec<Customer>,
+    /// Data sources (DPIDs), some with a real-time partner.
+    #[serde(default)]
+    pub data_sources: Vec<DataSource>,
+    /// Traits.
+    #[serde(default)]
+    pub traits: Vec<Trait>,
+    /// Segments.
+    #[serde(default)]
+    pub segments: Vec<Segment>,
+    /// Destinations.
+    #[serde(default)]
+    pub destinations: Vec<Destination>,
+}
+
+/// A customer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    /// Unique ID.
+    pub id: u32,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Host names (matched case-insensitively, without port).
+    pub hosts: Vec<String>,
+    /// Experience Cloud org IDs accepted in `d_orgid`.
+    #[serde(default)]
+    pub orgs: Vec<String>,
+    /// Whether `d_cts` may list traits and segments.
+    #[serde(default)]
+    pub cts: bool,
+}
+
+/// A data source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSource {
+    /// Unique data provider ID.
+    pub dpid: u32,
+    /// Integration code (unique when present).
+    #[serde(default)]
+    pub ic: Option<String>,
+    /// Owning customer.
+    pub owner: u32,
+    /// Customers it is shared with.
+    #[serde(default)]
+    pub shared_with: Vec<u32>,
+    /// Hosts allowed as `/ibs:` redirect targets.
+    #[serde(default)]
+    pub sync_redirect_domains: Vec<String>,
+    /// Real-time partner call settings.
+    #[serde(default)]
+    pub realtime: Option<Realtime>,
+}
+
+/// A real-time partner (partner-protocol.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Realtime {
+    /// `http://` URL template.
+    pub url: String,
+    /// `GET` or `POST`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Per-call time-out, ms.
+    #[serde(default = "default_partner_timeout_ms")]
+    pub timeout_ms: u32,
+    /// Freshness of a cached result, seconds.
+    #[serde(default = "default_partner_ttl_s")]
+    pub ttl_s: u32,
+    /// Connection pool cap per core.
+    #[serde(default = "default_max_conns")]
+    pub max_conns_per_core: u32,
+    /// Idle pooled connections are closed after this, ms.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u32,
+    /// Static request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Circuit breaker.
+    #[serde(default)]
+    pub breaker: Option<Breaker>,
+}
+
+/// Circuit breaker settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Breaker {
+    /// Consecutive failures that open the circuit.
+    pub failures: u32,
+    /// How long it stays open, ms.
+    pub open_ms: u32,
+}
+
+/// A trait.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trait {
+    /// Unique trait ID.
+    pub sid: u64,
+    /// Its data source.
+    pub dpid: u32,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Rule text; `null` = realized only by `d_sid`.
+    pub rule: Option<String>,
+}
+
+/// A segment.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    /// Unique segment ID.
+    pub sid: u64,
+    /// Legacy ID listed for `d_cts=1`.
+    #[serde(default)]
+    pub legacy_id: Option<u64>,
+    /// Owning customer.
+    pub customer: u32,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Rule text.
+    pub rule: String,
+}
+
+/// A destination: `"type": "url"` or `"type": "cookie"`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Destination {
+    /// URL destination (`dests`).
+    Url(UrlDestination),
+    /// Cookie destination (`stuff`).
+    Cookie(CookieDestination),
+}
+
+/// A URL destination.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlDestination {
+    /// Unique destination ID.
+    pub id: u32,
+    /// Owning customer.
+    pub customer: u32,
+    /// `all`, `ios`, `android` or `browser`.
+    #[serde(default = "default_platform")]
+    pub platform: String,
+    /// URL template.
+    #[serde(default)]
+    pub url: String,
+    /// HTTPS URL template.
+    #[serde(default)]
+    pub secure_url: String,
+    /// `img` or `iframe`.
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// Join aliases into one entry.
+    #[serde(default)]
+    pub serialize: bool,
+    /// Alias delimiter when serialized.
+    #[serde(default = "default_delimiter")]
+    pub delimiter: String,
+    /// Segment mappings.
+    pub mappings: Vec<Mapping>,
+}
+
+/// A cookie destination.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CookieDestination {
+    /// Unique destination ID.
+    pub id: u32,
+    /// Owning customer.
+    pub customer: u32,
+    /// `all`, `ios`, `android` or `browser`.
+    #[serde(default = "default_platform")]
+    pub platform: String,
+    /// Cookie name.
+    pub name: String,
+    /// Cookie domain.
+    #[serde(default)]
+    pub domain: String,
+    /// Lifetime, days.
+    #[serde(default)]
+    pub ttl_days: u32,
+    /// `single_key` or `key_value`.
+    pub format: String,
+    /// Key for `single_key`.
+    #[serde(default)]
+    pub key: String,
+    /// Between key and values.
+    #[serde(default = "default_key_separator")]
+    pub key_separator: String,
+    /// Between values.
+    #[serde(default = "default_delimiter")]
+    pub value_separator: String,
+    /// Largest value, bytes.
+    #[serde(default = "default_max_size")]
+    pub max_size: u32,
+    /// Segment mappings.
+    pub mappings: Vec<Mapping>,
+}
+
+/// Segment → destination output.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// Segment ID.
+    pub segment: u64,
+    /// URL destinations: the `%alias%` value.
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// Cookie destinations: key (for `key_value`).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Cookie destinations: value.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// Counts printed by `--check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counts {
+    /// Host names over all customers.
+    pub hosts: usize,
+    /// Data sources.
+    pub data_sources: usize,
+    /// Traits.
+    pub traits: usize,
+    /// Segments.
+    pub segments: usize,
+    /// Destinations.
+    pub destinations: usize,
+}
+
+/// The built-in demo taxonomy (config.md §4's example), used when none is configured.
+pub const DEMO_JSON: &str = include_str!("demo_taxonomy.json");
+
+fn default_trait_ttl_days() -> u32 {
+    120
+}
+fn default_method() -> String {
+    "GET".into()
+}
+fn default_partner_timeout_ms() -> u32 {
+    50
+}
+fn default_partner_ttl_s() -> u32 {
+    3600
+}
+fn default_max_conns() -> u32 {
+    32
+}
+fn default_idle_timeout_ms() -> u32 {
+    30_000
+}
+fn default_platform() -> String {
+    "all".into()
+}
+fn default_kind() -> String {
+    "img".into()
+}
+fn default_delimiter() -> String {
+    ",".into()
+}
+fn default_key_separator() -> String {
+    "=".into()
+}
+fn default_max_size() -> u32 {
+    4096
+}
+
+// === impl Taxonomy ===
+
+impl Taxonomy {
+    /// Parses and validates a taxonomy document.
+    ///
+    /// # Errors
+    /// Every problem found, each as `JSON path: reason`.
+    pub fn parse(bytes: &[u8]) -> Result<Taxonomy, Vec<String>> {
+        let mut buf = bytes.to_vec();
+        let mut de = simd_json::Deserializer::from_slice(&mut buf)
+            .map_err(|e| vec![format!("$: not valid JSON: {e}")])?;
+        let tax: Taxonomy = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| vec![format!("$.{}: {}", e.path(), e.inner())])?;
+        let errors = tax.validate();
+        if errors.is_empty() {
+            Ok(tax)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The counts `--check` prints.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            hosts: self.customers.iter().map(|c| c.hosts.len()).sum(),
+            data_sources: self.data_sources.len(),
+            traits: self.traits.len(),
+            segments: self.segments.len(),
+            destinations: self.destinations.len(),
+        }
+    }
+
+    /// Unique IDs, resolvable references, well-formed enumerations.
+    fn validate(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        let customers = unique(&mut errs, "customers", self.customers.iter().map(|c| c.id));
+        let mut hosts = FxHashSet::default();
+        for (i, c) in self.customers.iter().enumerate() {
+            for (j, h) in c.hosts.iter().enumerate() {
+                if h.is_empty() || !hosts.insert(h.to_ascii_lowercase()) {
+                    errs.push(format!("$.customers[{i}].hosts[{j}]: empty or duplicate host {h:?}"));
+                }
+            }
+        }
+        let dpids = unique(&mut errs, "data_sources", self.data_sources.iter().map(|d| d.dpid));
+        self.validate_data_sources(&mut errs, &customers);
+        unique(&mut errs, "traits", self.traits.iter().map(|t| t.sid));
+        for (i, t) in self.traits.iter().enumerate() {
+            resolve(&mut errs, &dpids, t.dpid, || format!("$.traits[{i}].dpid"));
+            if t.rule.as_deref().is_some_and(|r| r.trim().is_empty()) {
+                errs.push(format!("$.traits[{i}].rule: empty rule (use null for d_sid-only traits)"));
+            }
+        }
+        let segments = unique(&mut errs, "segments", self.segments.iter().map(|s| s.sid));
+        for (i, s) in self.segments.iter().enumerate() {
+            resolve(&mut errs, &customers, s.customer, || format!("$.segments[{i}].customer"));
+            if s.rule.trim().is_empty() {
+                errs.push(format!("$.segments[{i}].rule: empty rule"));
+            }
+        }
+        self.validate_destinations(&mut errs, &customers, &segments);
+        errs
+    }
+
+    fn validate_data_sources(&self, errs: &mut Vec<String>, customers: &FxHashSet<u64>) {
+        let mut ics = FxHashSet::default();
+        for (i, d) in self.data_sources.iter().enumerate() {
+            resolve(errs, customers, d.owner, || format!("$.data_sources[{i}].owner"));
+            for (j, c) in d.shared_with.iter().enumerate() {
+                resolve(errs, customers, *c, || format!("$.data_sources[{i}].shared_with[{j}]"));
+            }
+            if let Some(ic) = &d.ic {
+                if ic.is_empty() || !ics.insert(ic.as_str()) {
+                    errs.push(format!("$.data_sources[{i}].ic: empty or duplicate {ic:?}"));
+                }
+            }
+            if let Some(rt) = &d.realtime {
+                if !rt.url.starts_with("http://") {
+                    errs.push(format!("$.data_sources[{i}].realtime.url: must be an http:// URL"));
+                }
+                if rt.method != "GET" && rt.method != "POST" {
+                    errs.push(format!("$.data_sources[{i}].realtime.method: GET or POST"));
+                }
+                if rt.timeout_ms == 0 || rt.max_conns_per_core == 0 {
+                    errs.push(format!(
+                        "$.data_sources[{i}].realtime: timeout_ms and max_conns_per_core must be > 0"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn validate_destinations(
+        &self,
+        errs: &mut Vec<String>,
+        customers: &FxHashSet<u64>,
+        segments: &FxHashSet<u64>,
+    ) {
+        let ids = self.destinations.iter().map(|d| match d {
+            Destination::Url(u) => u.id,
+            Destination::Cookie(c) => c.id,
+        });
+        unique(errs, "destinations", ids);
+        for (i, d) in self.destinations.iter().enumerate() {
+            let (customer, platform, mappings) = match d {
+                Destination::Url(u) => {
+                    if u.kind != "img" && u.kind != "iframe" {
+                        errs.push(format!("$.destinations[{i}].kind: img or iframe"));
+                    }
+                    (u.customer, &u.platform, &u.mappings)
+                }
+                Destination::Cookie(c) => {
+                    if c.format != "single_key" && c.format != "key_value" {
+                        errs.push(format!("$.destinations[{i}].format: single_key or key_value"));
+                    }
+                    (c.customer, &c.platform, &c.mappings)
+                }
+            };
+            resolve(errs, customers, customer, || format!("$.destinations[{i}].customer"));
+            if !matches!(platform.as_str(), "all" | "ios" | "android" | "browser") {
+                errs.push(format!("$.destinations[{i}].platform: all, ios, android or browser"));
+            }
+            for (j, m) in mappings.iter().enumerate() {
+                resolve(errs, segments, m.segment, || format!("$.destinations[{i}].mappings[{j}].segment"));
+            }
+        }
+    }
+}
+
+/// Records duplicates of `kind` and returns the set of IDs.
+fn unique<T: Into<u64>>(errs: &mut Vec<String>, kind: &str, ids: impl Iterator<Item = T>) -> FxHashSet<u64> {
+    let mut seen = FxHashSet::default();
+    for (i, id) in ids.enumerate() {
+        let id = id.into();
+        if !seen.insert(id) {
+            errs.push(format!("$.{kind}[{i}]: duplicate ID {id}"));
+        }
+    }
+    seen
+}
+
+fn resolve<T: Into<u64> + Copy>(
+    errs: &mut Vec<String>,
+    known: &FxHashSet<u64>,
+    id: T,
+    place: impl FnOnce() -> String,
+) {
+    if !known.contains(&id.into()) {
+        errs.push(format!("{}: unknown ID {}", place(), id.into()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_taxonomy_is_valid() {
+        let t = Taxonomy::parse(DEMO_JSON.as_bytes()).expect("demo taxonomy");
+        let c = t.counts();
+        assert_eq!((c.data_sources, c.traits, c.segments, c.destinations), (2, 4, 2, 2));
+    }
+
+    #[test]
+    fn shape_errors_name_the_path() {
+        let doc = br#"{"customers":[{"id":1,"hosts":["a"]}],"traits":[{"sid":"x","dpid":1,"rule":null}]}"#;
+        let e = Taxonomy::parse(doc).unwrap_err();
+        assert!(e[0].starts_with("$.traits[0].sid:"), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let doc = br#"{"customers":[{"id":1,"hosts":["a"],"colour":"red"}]}"#;
+        let e = Taxonomy::parse(doc).unwrap_err();
+        assert!(e[0].contains("colour"), "{e:?}");
+    }
+
+    #[test]
+    fn references_and_duplicates_are_all_reported() {
+        let doc = br#"{"customers":[{"id":1,"hosts":["a"]}],
+            "data_sources":[{"dpid":5,"owner":2}],
+            "traits":[{"sid":1,"dpid":6,"rule":null},{"sid":1,"dpid":5,"rule":"  "}]}"#;
+        let e = Taxonomy::parse(doc).unwrap_err();
+        let all = e.join("\n");
+        assert!(all.contains("$.data_sources[0].owner: unknown ID 2"), "{all}");
+        assert!(all.contains("$.traits[0].dpid: unknown ID 6"), "{all}");
+        assert!(all.contains("$.traits[1]: duplicate ID 1"), "{all}");
+        assert!(all.contains("$.traits[1].rule: empty rule"), "{all}");
+    }
+
+    #[test]
+    fn invalid_json_is_reported() {
+        let e = Taxonomy::parse(b"{\"customers\": [").unwrap_err();
+        assert!(e[0].starts_with("$"), "{e:?}");
+    }
+}

@@ -1,0 +1,358 @@
+//! The per-connection keep-alive loop: read, frame, hand complete requests to a [`Service`],
+//! write all answers of a batch at once, repeat.
+//!
+//! * Pipelining: every complete request already buffered is answered, in order, before the
+//!   next read; their answers go out in one write.
+//! * Time-outs: a request whose head (and body) has not fully arrived within
+//!   `header_timeout` of its first byte gets 408 and the connection closes; an idle
+//!   keep-alive connection is closed silently after `keepalive_timeout` (a fresh connection
+//!   that sends nothing, after `header_timeout`). A write that cannot complete within
+//!   `keepalive_timeout` (a client that stopped reading) closes the connection.
+//! * Drain: once the worker drains, idle connections close at once, and the request in
+//!   progress is answered with `Connection: close`.
+//! * Errors: a protocol error is answered by [`Service::reject`] and the connection closes.
+//!
+//! Per-core: one task per connection on the worker's runtime; the buffers are owned by the
+//! task and reused across requests.
+//!
+//! # Cancel safety
+//! Reads and writes move their buffer into the io_uring operation. When a time-out or the
+//! drain signal wins the race, the operation is cancelled and the buffer is dropped with it;
+//! this loop then only writes an error answer from its other buffer and closes.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::error::HttpError;
+use crate::runtime::shutdown::Drain;
+
+use super::chunked::ChunkedDecoder;
+use super::request::{parse_head, Body, Head, HeadLimits, Parsed, Version};
+use super::response::ConnHeader;
+
+/// What a connection hands each complete request to.
+pub trait Service {
+    /// Appends the complete response for `req` to `out`, honouring `req.conn`.
+    fn call(&self, req: &Request<'_>, out: &mut Vec<u8>) -> Completed;
+    /// Appends the answer to a protocol error; the connection closes after it.
+    fn reject(&self, err: HttpError, out: &mut Vec<u8>) -> Completed;
+    /// Records completed requests once their bytes were handed to the kernel.
+    fn record(&self, done: Completed, elapsed: Duration);
+}
+
+/// A complete request as the service sees it.
+pub struct Request<'a> {
+    /// The parsed head; its spans index `buf`.
+    pub head: &'a Head,
+    /// The request's bytes, head first.
+    pub buf: &'a [u8],
+    /// The body (decoded if it was chunked).
+    pub body: &'a [u8],
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Which listener accepted the connection.
+    pub listener: ListenerKind,
+    /// What the response must say about the connection.
+    pub conn: ConnHeader,
+    /// Whether the worker is draining.
+    pub draining: bool,
+}
+
+/// What a completed request was, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completed {
+    /// Route index (the pipeline's numbering).
+    pub route: u8,
+    /// Status sent.
+    pub status: u16,
+}
+
+/// Which routes a listener serves (`server.admin_listen`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// Every route (no admin listener configured).
+    All,
+    /// DCS routes only; `/healthz` and `/metrics` live on the admin listener.
+    Public,
+    /// `/healthz` and `/metrics` only.
+    Admin,
+}
+
+/// Per-connection settings, from `[limits]`.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnConfig {
+    /// Head and body limits.
+    pub head: HeadLimits,
+    /// Time for a request to arrive once its first byte has.
+    pub header_timeout: Duration,
+    /// Idle time allowed between requests.
+    pub keepalive_timeout: Duration,
+}
+
+/// Initial size of each connection's read and write buffers.
+const INITIAL_BUF_BYTES: usize = 4096;
+/// A buffer grown past this for one large request is replaced when the connection goes idle.
+const SHRINK_ABOVE_BYTES: usize = 64 * 1024;
+
+/// A request whose head is parsed and whose body is still arriving.
+struct Pending {
+    head: Head,
+    chunked: ChunkedDecoder,
+    continue_sent: bool,
+}
+
+/// Why the processing of buffered bytes stopped.
+enum Next {
+    /// Read more bytes.
+    Read,
+    /// Write what is buffered, then close.
+    Close,
+}
+
+/// Serves one connection until the peer closes, a protocol error, a time-out, or drain.
+pub async fn serve<S: Service>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    listener: ListenerKind,
+    svc: Rc<S>,
+    cfg: ConnConfig,
+    drain: Rc<Drain>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut c = Conn {
+        rbuf: Vec::with_capacity(INITIAL_BUF_BYTES),
+        out: Vec::with_capacity(INITIAL_BUF_BYTES),
+        body: Vec::new(),
+        done: Vec::with_capacity(4),
+        start: 0,
+        pending: None,
+        peer,
+        listener,
+        cfg,
+        max_buffered: cfg.head.max_head_bytes() + cfg.head.max_body_bytes + cfg.head.max_header_bytes,
+    };
+    let mut req_started: Option<Instant> = None;
+    let mut fresh = true;
+    let mut batch_t0 = Instant::now();
+    loop {
+        let next = c.process(&*svc, drain.is_draining());
+        if !c.out.is_empty() {
+            let out = std::mem::take(&mut c.out);
+            match monoio::time::timeout(cfg.keepalive_timeout, stream.write_all(out)).await {
+                Ok((Ok(_), mut out)) => {
+                    out.clear();
+                    c.out = out;
+                }
+                _ => return,
+            }
+        }
+        let elapsed = batch_t0.elapsed();
+        for d in c.done.drain(..) {
+            svc.record(d, elapsed);
+        }
+        if matches!(next, Next::Close) {
+            return;
+        }
+        c.compact();
+        let idle = c.rbuf.is_empty();
+        let wait = if idle {
+            req_started = None;
+            if drain.is_draining() {
+                return;
+            }
+            if fresh {
+                cfg.header_timeout
+            } else {
+                cfg.keepalive_timeout
+            }
+        } else {
+            let t0 = *req_started.get_or_insert(batch_t0);
+            match cfg.header_timeout.checked_sub(t0.elapsed()) {
+                Some(left) if !left.is_zero() => left,
+                _ => return c.time_out(&mut stream, &*svc).await,
+            }
+        };
+        if let Err(e) = c.reserve() {
+            c.done.push(svc.reject(e, &mut c.out));
+            let _ = monoio::time::timeout(cfg.keepalive_timeout, stream.write_all(c.out)).await;
+            return;
+        }
+        let len = c.rbuf.len();
+        let cap = c.rbuf.capacity();
+        let buf = std::mem::take(&mut c.rbuf);
+        let read = monoio::time::timeout(wait, stream.read(buf.slice_mut(len..cap)));
+        let res = if idle {
+            monoio::select! {
+                r = read => r,
+                _ = drain.wait() => return,
+            }
+        } else {
+            read.await
+        };
+        match res {
+            Ok((Ok(n), slice)) if n > 0 => {
+                c.rbuf = slice.into_inner();
+                batch_t0 = Instant::now();
+                fresh = false;
+            }
+            Ok(_) => return,
+            Err(_elapsed) if idle => return,
+            Err(_elapsed) => return c.time_out(&mut stream, &*svc).await,
+        }
+    }
+}
+
+/// The connection's buffers and framing state.
+struct Conn {
+    /// Bytes read and not yet consumed (from `start`).
+    rbuf: Vec<u8>,
+    /// Answers waiting to be written.
+    out: Vec<u8>,
+    /// Decoded chunked body of the pending request.
+    body: Vec<u8>,
+    /// Requests answered in this batch, recorded after the write.
+    done: Vec<Completed>,
+    /// Consumed prefix of `rbuf`.
+    start: usize,
+    pending: Option<Pending>,
+    peer: SocketAddr,
+    listener: ListenerKind,
+    cfg: ConnConfig,
+    /// Most bytes one request may occupy in `rbuf` (largest head + body + chunk framing).
+    max_buffered: usize,
+}
+
+// === impl Conn ===
+
+impl Conn {
+    /// Answers every complete request buffered; stops at a partial one or a close.
+    fn process<S: Service>(&mut self, svc: &S, draining: bool) -> Next {
+        loop {
+            let avail = &self.rbuf[self.start..];
+            if avail.is_empty() {
+                return Next::Read;
+            }
+            if self.pending.is_none() {
+                match parse_head(avail, &self.cfg.head) {
+                    Ok(Parsed::Partial) => return Next::Read,
+                    Ok(Parsed::Complete(head)) => {
+                        self.body.clear();
+                        self.pending =
+                            Some(Pending { head, chunked: ChunkedDecoder::default(), continue_sent: false });
+                    }
+                    Err(e) => {
+                        self.done.push(svc.reject(e, &mut self.out));
+                        return Next::Close;
+                    }
+                }
+            }
+            let Some(p) = self.pending.as_mut() else { return Next::Read };
+            let head_len = p.head.head_len;
+            let (total, chunked) = match p.head.body {
+                Body::None => (head_len, false),
+                Body::Length(n) if avail.len() >= head_len + n => (head_len + n, false),
+                Body::Length(_) => return self.await_body(),
+                Body::Chunked => {
+                    let lim = self.cfg.head;
+                    match p.chunked.decode(
+                        &avail[head_len..],
+                        &mut self.body,
+                        lim.max_body_bytes,
+                        lim.max_header_bytes,
+                    ) {
+                        Ok(Some(n)) => (head_len + n, true),
+                        Ok(None) => return self.await_body(),
+                        Err(e) => {
+                            self.done.push(svc.reject(e, &mut self.out));
+                            return Next::Close;
+                        }
+                    }
+                }
+            };
+            let head = p.head;
+            let conn = if draining || !head.keep_alive {
+                ConnHeader::Close
+            } else if head.version == Version::Http10 {
+                ConnHeader::KeepAlive
+            } else {
+                ConnHeader::None
+            };
+            let body = if chunked { &self.body[..] } else { &avail[head_len..total] };
+            let req = Request {
+                head: &head,
+                buf: &avail[..total],
+                body,
+                peer: self.peer,
+                listener: self.listener,
+                conn,
+                draining,
+            };
+            self.done.push(svc.call(&req, &mut self.out));
+            self.start += total;
+            self.pending = None;
+            if conn == ConnHeader::Close {
+                return Next::Close;
+            }
+        }
+    }
+
+    /// The body is incomplete: send `100 Continue` once if the client waits for it.
+    fn await_body(&mut self) -> Next {
+        if let Some(p) = self.pending.as_mut() {
+            if p.head.expect_continue && !p.continue_sent {
+                p.continue_sent = true;
+                self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+        }
+        Next::Read
+    }
+
+    /// Drops the consumed prefix; gives back buffers that grew for one large request.
+    fn compact(&mut self) {
+        if self.start == self.rbuf.len() {
+            self.rbuf.clear();
+            if self.rbuf.capacity() > SHRINK_ABOVE_BYTES {
+                self.rbuf = Vec::with_capacity(INITIAL_BUF_BYTES);
+                self.body = Vec::new();
+            }
+            if self.out.capacity() > SHRINK_ABOVE_BYTES {
+                self.out = Vec::with_capacity(INITIAL_BUF_BYTES);
+            }
+        } else if self.start > 0 {
+            self.rbuf.drain(..self.start);
+        }
+        self.start = 0;
+    }
+
+    /// Makes room to read; the request in progress may not outgrow its limits.
+    fn reserve(&mut self) -> Result<(), HttpError> {
+        let want = match self.pending.as_ref().map(|p| p.head.body) {
+            Some(Body::Length(n)) => self.pending.as_ref().map_or(0, |p| p.head.head_len) + n,
+            _ => self.rbuf.len() + INITIAL_BUF_BYTES,
+        };
+        if self.rbuf.len() >= self.max_buffered {
+            return Err(HttpError::BodyTooLarge);
+        }
+        let want = want.clamp(self.rbuf.len() + 1, self.max_buffered);
+        if self.rbuf.capacity() < want {
+            let grow = (want - self.rbuf.len()).max(self.rbuf.capacity());
+            self.rbuf.reserve(grow.min(self.max_buffered - self.rbuf.len()));
+        }
+        Ok(())
+    }
+
+    /// The request did not arrive in time: 408, then close.
+    async fn time_out<S: Service>(mut self, stream: &mut TcpStream, svc: &S) {
+        self.done.push(svc.reject(HttpError::Timeout, &mut self.out));
+        let out = std::mem::take(&mut self.out);
+        let _ = monoio::time::timeout(self.cfg.keepalive_timeout, stream.write_all(out)).await;
+        for d in self.done.drain(..) {
+            svc.record(d, Duration::ZERO);
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! HTTP/1.1 for the client side (and, later, the partner client): framing without IO in
+//! [`request`], [`chunked`] and [`response`]; the per-connection loop in [`conn`].
+//!
+//! Per-core: nothing here is shared between cores except read-only limits.
+
+pub mod chunked;
+pub mod conn;
+pub mod request;
+pub mod response;
+
+pub use request::{parse_head, Body, Head, HeadLimits, Method, Parsed, Span, Version};
+
+/// Most headers a request may carry (http-api §1: more is a 431).
+pub const MAX_HEADERS: usize = 64;

@@ -1,0 +1,34 @@
+//! `dcsd` — a data collection server (DCS) for the edge.
+//!
+//! # Architecture map
+//! * [`config`] — the `dcsd` command line (clap), `dcsd.toml` (serde + toml) and the taxonomy
+//!   JSON (simd-json), validated into one immutable [`config::Config`] before any socket is bound.
+//! * [`runtime`] — one pinned monoio runtime per core (`w<N>` threads), `SO_REUSEPORT`
+//!   listeners, io_uring with `COOP_TASKRUN` or the epoll fallback, drain and systemd notify.
+//!   Only `runtime` and `main` know about threads.
+//! * [`http`] — the HTTP/1.1 codec over httparse: head parsing with limits, chunked bodies,
+//!   response writing with a cached `Date`, and the per-connection keep-alive loop. The framing
+//!   parts do no IO, so the partner client can reuse them.
+//! * [`pipeline`] — request → response steps: routing, `/event`, `/healthz`, `/metrics`.
+//! * [`identity`] — profile IDs (38-digit UUIDs), the `demdex` cookie; pure, no IO.
+//! * [`metrics`] — per-core counters and latency histograms, summed only when scraped.
+//! * [`error`] — where errors learn their [`error::Side`] and HTTP status.
+//!
+//! # Request flow (one core, one task per connection)
+//! `accept` → [`http::conn`] reads into an owned buffer → [`http::request::parse_head`]
+//! (`Partial` / `Complete` / error with a status) → body (Content-Length or chunked) →
+//! [`pipeline::route`] → handler (for `/event`: query pairs → identity → response) → response
+//! bytes appended to the connection's write buffer → one write per batch of pipelined requests
+//! → keep alive or close. Nothing on the request path waits on another core.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod identity;
+pub mod log;
+pub mod metrics;
+pub mod pipeline;
+pub mod runtime;
+
+/// The daemon's version, as sent in the `DCS` response header.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

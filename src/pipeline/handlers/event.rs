@@ -1,0 +1,214 @@
+//! `/event`: the pixel, JSON and JSONP answers (http-api §5.1, §6.2, §6.3, §7).
+//!
+//! This step resolves the profile ID (`d_uuid`, then the `demdex` cookie, then a new UUID),
+//! mints a transaction ID, and renders the answer with the `demdex` cookie. Signals, traits,
+//! segments, destinations and partners are later steps of the same request path.
+
+use crate::http::conn::Request;
+use crate::http::response::{push_conn_header, push_content_length, push_u64};
+use crate::http::Method;
+use crate::identity::{cookie_value, encode_tid, Uuid};
+
+use super::super::params::{valid_callback, Control};
+use super::super::Dcs;
+
+/// nginx's `empty_gif`: the 43-byte transparent 1×1 GIF89a.
+pub const PIXEL_GIF: [u8; 43] = [
+    b'G', b'I', b'F', b'8', b'9', b'a', 0x01, 0x00, 0x01, 0x00, 0x80, 0x01, 0x00, 0x00, 0x00, 0x00, 0xff,
+    0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x01, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00,
+    0x01, 0x00, 0x00, 0x02, 0x02, 0x4c, 0x01, 0x00, 0x3b,
+];
+
+/// A DCS error for the response (`errors` and `X-Error`).
+struct DcsError {
+    code: u16,
+    msg: String,
+}
+
+/// Answers `/event` (GET, HEAD, POST; OPTIONS is the CORS preflight).
+pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
+    if req.head.method == Method::Options {
+        return preflight(dcs, req, out);
+    }
+    let buf = req.buf;
+    let query = req.head.query.map_or(&b""[..], |q| q.get(buf));
+    let form = if req.head.method == Method::Post && is_form(req) { req.body } else { &b""[..] };
+    let ctl = Control::scan(query, form);
+    let mut errors: Vec<DcsError> = Vec::new();
+
+    let from_param = ctl.uuid.and_then(|v| {
+        let u = Uuid::parse(v);
+        if u.is_none() {
+            errors.push(DcsError {
+                code: 102,
+                msg: format!("Invalid AAM ID passed in request {}", String::from_utf8_lossy(v)),
+            });
+        }
+        u
+    });
+    let from_cookie = || {
+        (!ctl.coppa)
+            .then(|| req.head.cookie.and_then(|c| cookie_value(c.get(buf), b"demdex")).and_then(Uuid::parse))
+            .flatten()
+    };
+    let uuid = from_param.or_else(from_cookie).unwrap_or_else(|| Uuid::generate(&mut *dcs.rng.borrow_mut()));
+    let digits = uuid.to_digits();
+
+    let mut scratch = dcs.scratch.borrow_mut();
+    scratch.clear();
+    let content_type: &[u8] = if ctl.json {
+        let cb = ctl.callback.filter(|cb| {
+            let ok = valid_callback(cb);
+            if !ok {
+                errors.push(DcsError { code: 311, msg: "Request contains invalid parameters".into() });
+            }
+            ok
+        });
+        render_json(&mut scratch, dcs, &digits, &encode_tid(dcs.tid()), cb, &errors);
+        if cb.is_some() {
+            b"application/javascript"
+        } else {
+            b"application/json"
+        }
+    } else {
+        scratch.extend_from_slice(&PIXEL_GIF);
+        b"image/gif"
+    };
+
+    dcs.start_response(out, 200);
+    out.extend_from_slice(b"Content-Type: ");
+    out.extend_from_slice(content_type);
+    out.extend_from_slice(b"\r\n");
+    push_content_length(out, scratch.len());
+    if !ctl.coppa {
+        out.extend_from_slice(b"Set-Cookie: demdex=");
+        out.extend_from_slice(&digits);
+        out.extend_from_slice(&dcs.cookie_attrs);
+    }
+    if !errors.is_empty() {
+        out.extend_from_slice(b"X-Error: ");
+        for (i, e) in errors.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_u64(out, u64::from(e.code));
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    push_cors(req, out);
+    push_conn_header(out, req.conn);
+    out.extend_from_slice(b"\r\n");
+    if req.head.method != Method::Head {
+        out.extend_from_slice(&scratch);
+    }
+    200
+}
+
+/// `{"stuff":[],"uuid":"…","dcs_region":R,"tid":"…"[,"errors":[…]]}`, wrapped for JSONP.
+fn render_json(
+    out: &mut Vec<u8>,
+    dcs: &Dcs,
+    uuid: &[u8; 38],
+    tid: &[u8; 12],
+    cb: Option<&[u8]>,
+    errors: &[DcsError],
+) {
+    if let Some(cb) = cb {
+        out.extend_from_slice(cb);
+        out.push(b'(');
+    }
+    out.extend_from_slice(b"{\"stuff\":[],\"uuid\":\"");
+    out.extend_from_slice(uuid);
+    out.extend_from_slice(b"\",\"dcs_region\":");
+    push_u64(out, u64::from(dcs.shared.config.server.region));
+    out.extend_from_slice(b",\"tid\":\"");
+    out.extend_from_slice(tid);
+    out.push(b'"');
+    if !errors.is_empty() {
+        out.extend_from_slice(b",\"errors\":[");
+        for (i, e) in errors.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"code\":");
+            push_u64(out, u64::from(e.code));
+            out.extend_from_slice(b",\"msg\":");
+            push_json_string(out, &e.msg);
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+    if cb.is_some() {
+        out.push(b')');
+    }
+}
+
+/// Appends `s` as a JSON string literal (RFC 8259 §7), also escaping `<`, `>` and `&` so a
+/// JSONP body can never close a surrounding script tag.
+pub fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f | b'<' | b'>' | b'&' => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
+fn is_form(req: &Request<'_>) -> bool {
+    req.head.content_type.is_some_and(|ct| {
+        let ct = ct.get(req.buf);
+        let media = ct.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+        media.eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+    })
+}
+
+/// `Access-Control-Allow-Origin` for a request with `Origin` (http-api §7).
+fn push_cors(req: &Request<'_>, out: &mut Vec<u8>) {
+    if let Some(origin) = req.head.origin {
+        out.extend_from_slice(b"Access-Control-Allow-Origin: ");
+        out.extend_from_slice(origin.get(req.buf));
+        out.extend_from_slice(b"\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n");
+    }
+}
+
+/// `OPTIONS`: 204 with the preflight headers when `Access-Control-Request-Method` is present,
+/// else 204 with `Allow`.
+fn preflight(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
+    dcs.start_response(out, 204);
+    if req.head.ac_request_method.is_some() {
+        out.extend_from_slice(
+            b"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\nAccess-Control-Allow-Headers: Content-Type\r\nAccess-Control-Max-Age: 86400\r\n",
+        );
+    } else {
+        out.extend_from_slice(b"Allow: GET, HEAD, POST, OPTIONS\r\n");
+    }
+    push_cors(req, out);
+    push_conn_header(out, req.conn);
+    out.extend_from_slice(b"\r\n");
+    204
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut v = Vec::new();
+        push_json_string(&mut v, "a\"b\\c\n</script>\u{1}é");
+        assert_eq!(String::from_utf8(v).unwrap(), r#""a\"b\\c\n\u003c/script\u003e\u0001é""#);
+    }
+}

@@ -1,0 +1,202 @@
+//! Request → response: the per-core [`Dcs`] service that the connection loop calls for every
+//! complete request. Routes to [`handlers`]; answers protocol errors; records metrics.
+//!
+//! Per-core state lives here (RNG, transaction counter, pre-rendered header bytes, a scratch
+//! buffer); process-wide state is reached through [`Shared`].
+
+pub mod handlers;
+pub mod params;
+pub mod route;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use crate::error::{status_for, HttpError};
+use crate::http::conn::{Completed, Request, Service};
+use crate::http::response::{
+    push_conn_header, push_content_length, push_date_header, push_status_line, ConnHeader,
+};
+use crate::http::Method;
+use crate::metrics::ROUTE_NONE;
+use crate::runtime::Shared;
+
+pub use route::Route;
+
+/// The DCS service of one core.
+pub struct Dcs {
+    /// Worker index (for metrics and transaction IDs).
+    index: usize,
+    /// Process-wide state.
+    shared: Arc<Shared>,
+    /// CSPRNG for UUIDs (ChaCha12 seeded from the OS).
+    rng: RefCell<StdRng>,
+    /// Next transaction ID: worker index in the top byte, a counter below it.
+    next_tid: Cell<u64>,
+    /// `Cache-Control`, `Pragma`, `Expires` and `DCS` header lines, rendered once.
+    common_headers: Box<[u8]>,
+    /// The `demdex` cookie attributes after the value, with the line end.
+    cookie_attrs: Box<[u8]>,
+    /// Scratch for response bodies whose length must be known before the headers.
+    scratch: RefCell<Vec<u8>>,
+    /// Open connections on this core.
+    open: Cell<usize>,
+}
+
+/// Holds one slot of `limits.max_connections`; released on drop.
+pub struct ConnGuard {
+    dcs: Rc<Dcs>,
+}
+
+// === impl Dcs ===
+
+impl Dcs {
+    /// The service of worker `index`.
+    pub fn new(index: usize, shared: Arc<Shared>) -> Dcs {
+        let cfg = &shared.config;
+        let common = format!(
+            "Cache-Control: no-cache, no-store, must-revalidate\r\nPragma: no-cache\r\nExpires: 0\r\nDCS: {} {}\r\n",
+            cfg.server.node,
+            crate::VERSION
+        );
+        let mut attrs = String::from("; Max-Age=15552000; Path=/");
+        if !cfg.cookie.domain.is_empty() {
+            attrs.push_str("; Domain=");
+            attrs.push_str(&cfg.cookie.domain);
+        }
+        if cfg.cookie.same_site_none {
+            attrs.push_str("; SameSite=None");
+        }
+        if cfg.cookie.secure {
+            attrs.push_str("; Secure");
+        }
+        attrs.push_str("\r\n");
+        let mut rng = StdRng::from_os_rng();
+        let start = rng.next_u64() & ((1 << 56) - 1);
+        Dcs {
+            index,
+            next_tid: Cell::new(((index as u64 & 0xff) << 56) | start),
+            rng: RefCell::new(rng),
+            common_headers: common.into_bytes().into(),
+            cookie_attrs: attrs.into_bytes().into(),
+            scratch: RefCell::new(Vec::with_capacity(512)),
+            open: Cell::new(0),
+            shared,
+        }
+    }
+
+    /// Process-wide state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Open connections on this core.
+    pub fn open_connections(&self) -> usize {
+        self.open.get()
+    }
+
+    /// Takes a connection slot, or `None` when `max` connections are open process-wide (the
+    /// caller closes the new connection at once).
+    pub fn try_open_connection(self: &Rc<Self>, max: usize) -> Option<ConnGuard> {
+        let metrics = self.shared.metrics.core(self.index);
+        if self.shared.open_conns.fetch_add(1, Ordering::Relaxed) >= max {
+            self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+            metrics.conn_rejected();
+            return None;
+        }
+        metrics.conn_opened();
+        self.open.set(self.open.get() + 1);
+        Some(ConnGuard { dcs: self.clone() })
+    }
+
+    /// A fresh transaction ID, unique within this process.
+    fn tid(&self) -> u64 {
+        let t = self.next_tid.get();
+        let top = t & !((1 << 56) - 1);
+        self.next_tid.set(top | (t.wrapping_add(1) & ((1 << 56) - 1)));
+        t
+    }
+
+    /// Status line, `Date` and the common headers.
+    fn start_response(&self, out: &mut Vec<u8>, status: u16) {
+        push_status_line(out, status);
+        push_date_header(out);
+        out.extend_from_slice(&self.common_headers);
+    }
+
+    /// A short plain-text answer; `allow` adds an `Allow` header.
+    fn plain(
+        &self,
+        out: &mut Vec<u8>,
+        status: u16,
+        body: &[u8],
+        allow: Option<&str>,
+        conn: ConnHeader,
+        head_only: bool,
+    ) {
+        self.start_response(out, status);
+        out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+        push_content_length(out, body.len());
+        if let Some(a) = allow {
+            out.extend_from_slice(b"Allow: ");
+            out.extend_from_slice(a.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        push_conn_header(out, conn);
+        out.extend_from_slice(b"\r\n");
+        if !head_only {
+            out.extend_from_slice(body);
+        }
+    }
+}
+
+impl Service for Dcs {
+    fn call(&self, req: &Request<'_>, out: &mut Vec<u8>) -> Completed {
+        let route = Route::of(req.head.path.get(req.buf), req.listener);
+        let head_only = req.head.method == Method::Head;
+        let status = if route == Route::NotFound {
+            // Protocol-level answers close the connection (http-api §1).
+            self.plain(out, 404, b"not found\n", None, ConnHeader::Close, head_only);
+            404
+        } else if !route.allows(req.head.method) {
+            self.plain(out, 405, b"method not allowed\n", Some(route.allow()), ConnHeader::Close, head_only);
+            405
+        } else {
+            match route {
+                Route::Event => handlers::event(self, req, out),
+                Route::Healthz => handlers::healthz(self, req, out),
+                Route::Metrics => handlers::metrics(self, req, out),
+                Route::NotFound => 404,
+            }
+        };
+        Completed { route: route as u8, status }
+    }
+
+    fn reject(&self, err: HttpError, out: &mut Vec<u8>) -> Completed {
+        let status = status_for(err);
+        let allow = (err == HttpError::MethodNotAllowed).then_some("GET, HEAD, POST, OPTIONS");
+        let mut body = err.to_string().into_bytes();
+        body.push(b'\n');
+        self.plain(out, status, &body, allow, ConnHeader::Close, false);
+        Completed { route: ROUTE_NONE, status }
+    }
+
+    fn record(&self, done: Completed, elapsed: Duration) {
+        self.shared.metrics.core(self.index).record(done.route, done.status, elapsed);
+    }
+}
+
+// === impl ConnGuard ===
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.dcs.open.set(self.dcs.open.get().saturating_sub(1));
+        self.dcs.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+        self.dcs.shared.metrics.core(self.dcs.index).conn_closed();
+    }
+}

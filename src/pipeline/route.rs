@@ -1,0 +1,74 @@
+//! Routing: path (and listener) → [`Route`]; which methods each route takes.
+
+use crate::http::conn::ListenerKind;
+use crate::http::Method;
+
+/// A route; the discriminant is the metrics label index ([`crate::metrics::ROUTES`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Route {
+    /// `/event`
+    Event = 0,
+    /// `/healthz`
+    Healthz = 3,
+    /// `/metrics`
+    Metrics = 4,
+    /// Anything else.
+    NotFound = 5,
+}
+
+// === impl Route ===
+
+impl Route {
+    /// Routes `path` for a connection accepted on a listener of `kind`.
+    ///
+    /// `/ibs:` and `/demoptout` are answered 404 until ID sync and opt-out are implemented.
+    pub fn of(path: &[u8], kind: ListenerKind) -> Route {
+        let r = match path {
+            b"/event" => Route::Event,
+            b"/healthz" => Route::Healthz,
+            b"/metrics" => Route::Metrics,
+            _ => Route::NotFound,
+        };
+        let admin_route = matches!(r, Route::Healthz | Route::Metrics);
+        match kind {
+            ListenerKind::All => r,
+            ListenerKind::Public if admin_route => Route::NotFound,
+            ListenerKind::Admin if !admin_route => Route::NotFound,
+            _ => r,
+        }
+    }
+
+    /// The `Allow` header value for this route.
+    pub fn allow(self) -> &'static str {
+        match self {
+            Route::Event => "GET, HEAD, POST, OPTIONS",
+            Route::Healthz | Route::Metrics => "GET, HEAD",
+            Route::NotFound => "GET, HEAD, POST, OPTIONS",
+        }
+    }
+
+    /// Whether the route takes `m`.
+    pub fn allows(self, m: Method) -> bool {
+        match self {
+            Route::Event | Route::NotFound => true,
+            Route::Healthz | Route::Metrics => matches!(m, Method::Get | Method::Head),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_listener_separates_routes() {
+        assert_eq!(Route::of(b"/event", ListenerKind::All), Route::Event);
+        assert_eq!(Route::of(b"/metrics", ListenerKind::All), Route::Metrics);
+        assert_eq!(Route::of(b"/metrics", ListenerKind::Public), Route::NotFound);
+        assert_eq!(Route::of(b"/event", ListenerKind::Admin), Route::NotFound);
+        assert_eq!(Route::of(b"/healthz", ListenerKind::Admin), Route::Healthz);
+        assert_eq!(Route::of(b"/events", ListenerKind::All), Route::NotFound);
+        assert!(!Route::Healthz.allows(Method::Post));
+    }
+}

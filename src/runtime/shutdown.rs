@@ -1,0 +1,135 @@
+//! Drain: the per-worker signal that stops accepting and closes idle connections.
+//!
+//! `main` sets the process-wide flag in [`crate::runtime::Shared`]; each worker's watcher
+//! task sees it within [`WATCH_INTERVAL`] and triggers its local [`Drain`], which wakes every
+//! task waiting in [`Drain::wait`] (accept loops and idle keep-alive reads). Per-core state:
+//! `Rc`, no locks, no cross-thread wakers.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// How often a worker looks at the process-wide drain flag.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(20);
+
+/// One worker's drain signal.
+#[derive(Default)]
+pub struct Drain {
+    draining: Cell<bool>,
+    /// Wakers of the tasks waiting; `None` marks a free slot (listed in `free`).
+    waiters: RefCell<Vec<Option<Waker>>>,
+    free: RefCell<Vec<usize>>,
+}
+
+/// Future returned by [`Drain::wait`]; frees its slot when dropped.
+pub struct Wait<'a> {
+    drain: &'a Drain,
+    slot: Option<usize>,
+}
+
+// === impl Drain ===
+
+impl Drain {
+    /// A signal that has not fired.
+    pub fn new() -> Drain {
+        Drain::default()
+    }
+
+    /// Whether the worker is draining.
+    #[inline]
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Starts draining and wakes every waiting task.
+    pub fn trigger(&self) {
+        self.draining.set(true);
+        let wakers: Vec<_> = self.waiters.borrow_mut().drain(..).flatten().collect();
+        self.free.borrow_mut().clear();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Completes once draining starts.
+    pub fn wait(&self) -> Wait<'_> {
+        Wait { drain: self, slot: None }
+    }
+}
+
+// === impl Wait ===
+
+impl Future for Wait<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.drain.is_draining() {
+            self.slot = None;
+            return Poll::Ready(());
+        }
+        let mut waiters = self.drain.waiters.borrow_mut();
+        match self.slot {
+            Some(i) => match waiters.get_mut(i) {
+                Some(Some(w)) if w.will_wake(cx.waker()) => {}
+                Some(slot) => *slot = Some(cx.waker().clone()),
+                None => {}
+            },
+            None => {
+                let i = match self.drain.free.borrow_mut().pop() {
+                    Some(i) => {
+                        waiters[i] = Some(cx.waker().clone());
+                        i
+                    }
+                    None => {
+                        waiters.push(Some(cx.waker().clone()));
+                        waiters.len() - 1
+                    }
+                };
+                drop(waiters);
+                self.slot = Some(i);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot.take() {
+            if self.drain.is_draining() {
+                return;
+            }
+            if let Some(slot) = self.drain.waiters.borrow_mut().get_mut(i) {
+                *slot = None;
+                self.drain.free.borrow_mut().push(i);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_reused_and_waiters_wake() {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap().block_on(
+            async {
+                let d = std::rc::Rc::new(Drain::new());
+                for _ in 0..100 {
+                    let w = d.wait();
+                    let _ = monoio::time::timeout(Duration::from_millis(0), w).await;
+                }
+                assert!(d.waiters.borrow().len() <= 1, "slots leak: {}", d.waiters.borrow().len());
+                let d2 = d.clone();
+                let h = monoio::spawn(async move { d2.wait().await });
+                monoio::time::sleep(Duration::from_millis(1)).await;
+                d.trigger();
+                h.await;
+                assert!(d.is_draining());
+            },
+        );
+    }
+}
