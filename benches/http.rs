@@ -24,7 +24,8 @@ Referer: https://www.acme.example/products/shoes?color=red\r\n\
 Origin: https://www.acme.example\r\n\
 Cookie: demdex=12345678901234567890123456789012345678; _ga=GA1.2.123456789.1700000000\r\n\
 Connection: keep-alive\r\n\r\n";
-const LOADGEN: &[u8] = b"GET /event?d_sid=1234&c_key=val&d_rtbd=json HTTP/1.1\r\nHost: localhost:18100\r\n\r\n";
+const LOADGEN: &[u8] =
+    b"GET /event?d_sid=1234&c_key=val&d_rtbd=json HTTP/1.1\r\nHost: localhost:18100\r\n\r\n";
 
 const LIMITS: HeadLimits = HeadLimits { max_uri_bytes: 8192, max_header_bytes: 16384, max_body_bytes: 32768 };
 

@@ -89,7 +89,8 @@ impl Config {
             server.taxonomy = t.to_string_lossy().into_owned();
         }
         let mut errs = Vec::new();
-        if let Some(a) = server.admin_listen.iter().find(|a| server.listen.contains(a)) {
+        // Port 0 means "any free port", so two port-0 addresses do not collide.
+        if let Some(a) = server.admin_listen.iter().find(|a| a.port() != 0 && server.listen.contains(a)) {
             errs.push(format!("server.admin_listen: {a} is also in server.listen"));
         }
         let taxonomy_source = if server.taxonomy.is_empty() {

@@ -70,6 +70,8 @@ pub struct Completed {
     pub route: u8,
     /// Status sent.
     pub status: u16,
+    /// The response said `Connection: close`: the connection closes after it.
+    pub close: bool,
 }
 
 /// Which routes a listener serves (`server.admin_listen`).
@@ -292,10 +294,11 @@ impl Conn {
                 conn,
                 draining,
             };
-            self.done.push(svc.call(&req, &mut self.out));
+            let done = svc.call(&req, &mut self.out);
+            self.done.push(done);
             self.start += total;
             self.pending = None;
-            if conn == ConnHeader::Close {
+            if conn == ConnHeader::Close || done.close {
                 return Next::Close;
             }
         }

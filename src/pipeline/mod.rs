@@ -159,12 +159,15 @@ impl Service for Dcs {
     fn call(&self, req: &Request<'_>, out: &mut Vec<u8>) -> Completed {
         let route = Route::of(req.head.path.get(req.buf), req.listener);
         let head_only = req.head.method == Method::Head;
+        let mut close = req.conn == ConnHeader::Close;
         let status = if route == Route::NotFound {
             // Protocol-level answers close the connection (http-api §1).
             self.plain(out, 404, b"not found\n", None, ConnHeader::Close, head_only);
+            close = true;
             404
         } else if !route.allows(req.head.method) {
             self.plain(out, 405, b"method not allowed\n", Some(route.allow()), ConnHeader::Close, head_only);
+            close = true;
             405
         } else {
             match route {
@@ -174,7 +177,7 @@ impl Service for Dcs {
                 Route::NotFound => 404,
             }
         };
-        Completed { route: route as u8, status }
+        Completed { route: route as u8, status, close }
     }
 
     fn reject(&self, err: HttpError, out: &mut Vec<u8>) -> Completed {
@@ -183,7 +186,7 @@ impl Service for Dcs {
         let mut body = err.to_string().into_bytes();
         body.push(b'\n');
         self.plain(out, status, &body, allow, ConnHeader::Close, false);
-        Completed { route: ROUTE_NONE, status }
+        Completed { route: ROUTE_NONE, status, close: true }
     }
 
     fn record(&self, done: Completed, elapsed: Duration) {

@@ -1,0 +1,263 @@
+//! Connection lifecycle and process lifecycle through the real binary: header and keep-alive
+//! time-outs, drain on SIGTERM, `max_connections`, the admin listener, reload on SIGHUP, and
+//! configuration errors (config.md §1–§3).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{connect, temp_dir, Daemon, Reader, DRIVERS};
+
+#[test]
+fn slow_client_gets_408_and_close() {
+    for driver in DRIVERS {
+        let d = Daemon::start(driver, "[limits]\nheader_timeout_ms = 300\n");
+        let mut r = Reader::new(connect(d.addr));
+        let t0 = Instant::now();
+        r.send(b"GET /event HTTP/1.1\r\nHost: a\r\n");
+        std::thread::sleep(Duration::from_millis(100));
+        r.send(b"X-Slow: 1\r\n"); // still trickling, never finishing
+        let resp = r.response(false).expect("408 before close");
+        assert_eq!(resp.status, 408);
+        assert!(resp.closes());
+        assert!(r.closed());
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_millis(280) && took < Duration::from_secs(3), "{took:?}");
+    }
+}
+
+#[test]
+fn slow_body_gets_408() {
+    let d = Daemon::start("uring", "[limits]\nheader_timeout_ms = 300\n");
+    let mut r = Reader::new(connect(d.addr));
+    r.send(b"POST /event HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc");
+    assert_eq!(r.response(false).unwrap().status, 408);
+    assert!(r.closed());
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed() {
+    for driver in DRIVERS {
+        let d = Daemon::start(driver, "[limits]\nkeepalive_timeout_ms = 300\n");
+        let mut r = Reader::new(connect(d.addr));
+        r.send(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(r.response(false).unwrap().status, 200);
+        let t0 = Instant::now();
+        assert!(r.closed(), "idle connection must be closed by the server");
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{took:?}");
+    }
+}
+
+#[test]
+fn drain_on_sigterm_completes_the_request_in_flight() {
+    for driver in DRIVERS {
+        let mut d = Daemon::start(driver, "[server]\ndrain_ms = 3000\n");
+        // An idle keep-alive connection: closed at once by the drain.
+        let mut idle = Reader::new(connect(d.addr));
+        idle.send(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(idle.response(false).unwrap().status, 200);
+        // A request in flight: head and half the body sent.
+        let mut r = Reader::new(connect(d.addr));
+        r.send(b"POST /event HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\nd_rtb");
+        std::thread::sleep(Duration::from_millis(50));
+        d.signal("TERM");
+        assert!(idle.closed(), "idle connection closes on drain");
+        // New connections are no longer accepted (refused or closed without an answer).
+        let mut late = false;
+        for _ in 0..50 {
+            match std::net::TcpStream::connect(d.addr) {
+                Err(_) => {
+                    late = true;
+                    break;
+                }
+                Ok(s) => {
+                    let mut lr = Reader::new(s);
+                    lr.send(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n");
+                    if lr.response(false).is_none() {
+                        late = true;
+                        break;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(late, "listener still accepting after SIGTERM");
+        r.send(b"d=json");
+        let resp = r.response(false).expect("in-flight request answered");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("content-type"), Some("application/json"));
+        assert!(resp.closes(), "answered with Connection: close while draining");
+        let status = d.wait_exit(Duration::from_secs(5));
+        assert!(status.success(), "{status:?}");
+        assert!(d.log().iter().any(|l| l.contains("draining")));
+    }
+}
+
+#[test]
+fn drain_gives_up_after_drain_ms() {
+    let mut d = Daemon::start("uring", "[server]\ndrain_ms = 300\n");
+    let mut r = Reader::new(connect(d.addr));
+    r.send(b"POST /event HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nd_rtb");
+    std::thread::sleep(Duration::from_millis(50));
+    let t0 = Instant::now();
+    d.signal("TERM");
+    assert!(d.wait_exit(Duration::from_secs(5)).success());
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert!(d.log().iter().any(|l| l.contains("ran out")));
+}
+
+#[test]
+fn max_connections_closes_new_connections_at_once() {
+    let d = Daemon::start("uring", "[limits]\nmax_connections = 1\n");
+    let mut first = Reader::new(connect(d.addr));
+    first.send(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(first.response(false).unwrap().status, 200);
+    let mut second = Reader::new(connect(d.addr));
+    second.send(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(second.response(false).is_none(), "second connection must be closed");
+    drop(first);
+    // The slot is released when the first connection ends.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let mut again = Reader::new(connect(d.addr));
+        again.send(b"GET /event HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        if again.response(false).is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never released");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(d.metric("dcsd_http_connections_rejected_total") >= 1);
+}
+
+#[test]
+fn admin_listener_serves_health_and_metrics_only() {
+    let dir = temp_dir();
+    let cfg = dir.0.join("dcsd.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = [\"127.0.0.1:0\"]\nthreads = 1\n",
+    )
+    .unwrap();
+    let d = Daemon::spawn(&["--config", cfg.to_str().unwrap()]);
+    let admin = d.admin.expect("admin address logged");
+    assert_eq!(d.request(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n").status, 200);
+    assert_eq!(d.request(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").status, 404);
+    assert_eq!(common::try_request(admin, b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().status, 200);
+    assert_eq!(common::try_request(admin, b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().status, 404);
+}
+
+#[test]
+fn sighup_reloads_the_taxonomy_or_keeps_the_old_one() {
+    let dir = temp_dir();
+    let tax = dir.0.join("taxonomy.json");
+    std::fs::write(&tax, r#"{"customers":[{"id":1,"hosts":["a"]}]}"#).unwrap();
+    let d =
+        Daemon::spawn(&["--listen", "127.0.0.1:0", "--threads", "1", "--taxonomy", tax.to_str().unwrap()]);
+    std::fs::write(
+        &tax,
+        r#"{"customers":[{"id":1,"hosts":["a"]}],"traits":[{"sid":5,"dpid":9,"rule":null}]}"#,
+    )
+    .unwrap();
+    d.signal("HUP");
+    wait_for_log(&d, "reload rejected");
+    assert!(d.log().iter().any(|l| l.contains("$.traits[0].dpid: unknown ID 9")), "{:?}", d.log());
+    assert_eq!(d.request(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n").status, 200);
+    std::fs::write(&tax, r#"{"customers":[{"id":1,"hosts":["a"]}],"data_sources":[{"dpid":9,"owner":1}],"traits":[{"sid":5,"dpid":9,"rule":null}]}"#).unwrap();
+    d.signal("HUP");
+    wait_for_log(&d, "reloaded taxonomy: 1 traits");
+}
+
+fn wait_for_log(d: &Daemon, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !d.log().iter().any(|l| l.contains(needle)) {
+        assert!(Instant::now() < deadline, "no {needle:?} in {:?}", d.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn dcsd(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dcsd")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_prints_the_summary_of_the_defaults() {
+    let (code, out, _) = dcsd(&["--check"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.trim(),
+        "ok: 3 hosts, 2 data sources, 4 traits, 2 segments, 2 destinations; listen 127.0.0.1:8080"
+    );
+    let (code, out, _) = dcsd(&["--check", "--listen", "127.0.0.1:9999", "--listen", "[::1]:9998"]);
+    assert_eq!(code, 0);
+    assert!(out.trim().ends_with("listen 127.0.0.1:9999,[::1]:9998"), "{out}");
+}
+
+#[test]
+fn bad_config_exits_64_with_file_line_and_reason() {
+    let dir = temp_dir();
+    let cfg = dir.0.join("dcsd.toml");
+    let path = cfg.to_str().unwrap();
+    let cases = [
+        ("[server]\nregion = 7\nthreadz = 2\n", ":3:1:", "unknown field `threadz`"),
+        ("[limits]\nmax_body_bytes = -5\n", ":2:18:", ""),
+        ("[server]\nlisten = [\"localhost\"]\n", ":2:11:", "socket address"),
+        ("[server]\ndriver = \"turbo\"\n", ":2:10:", "turbo"),
+        ("[eventlog]\nfsync = \"sometimes\"\n", ":2:9:", "sometimes"),
+        ("[tls]\ncert = \"/etc/ssl/dcs.pem\"\n", ":2:8:", "not implemented"),
+        ("[server\n", ":1:", ""),
+    ];
+    for (text, place, reason) in cases {
+        std::fs::write(&cfg, text).unwrap();
+        let (code, _, err) = dcsd(&["--config", path, "--check"]);
+        assert_eq!(code, 64, "{text:?}: {err}");
+        assert!(err.starts_with(&format!("{path}{place}")), "{text:?}: {err}");
+        assert!(err.contains(reason), "{text:?}: {err}");
+    }
+    let (code, _, err) = dcsd(&["--config", "/nonexistent/dcsd.toml"]);
+    assert_eq!(code, 64);
+    assert!(err.contains("/nonexistent/dcsd.toml: cannot read"), "{err}");
+    let (code, _, _) = dcsd(&["--threads", "many"]);
+    assert_eq!(code, 64);
+    let (code, _, _) = dcsd(&["--driver", "turbo"]);
+    assert_eq!(code, 64);
+}
+
+#[test]
+fn bad_taxonomy_exits_64_with_json_path() {
+    let dir = temp_dir();
+    let tax = dir.0.join("t.json");
+    std::fs::File::create(&tax)
+        .unwrap()
+        .write_all(
+            br#"{"customers":[{"id":1,"hosts":["a"]}],"segments":[{"sid":1,"customer":2,"rule":"1T"}]}"#,
+        )
+        .unwrap();
+    let (code, _, err) = dcsd(&["--check", "--taxonomy", tax.to_str().unwrap()]);
+    assert_eq!(code, 64);
+    assert!(err.contains("t.json: $.segments[0].customer: unknown ID 2"), "{err}");
+    // A relative taxonomy path in dcsd.toml is relative to the file.
+    let cfg = dir.0.join("dcsd.toml");
+    std::fs::write(&cfg, "[server]\ntaxonomy = \"t.json\"\n").unwrap();
+    let (code, _, err) = dcsd(&["--check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 64);
+    assert!(err.contains("$.segments[0].customer"), "{err}");
+}
+
+#[test]
+fn taken_port_fails_start_up_cleanly() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = holder.local_addr().unwrap().to_string();
+    let (code, _, err) = dcsd(&["--listen", &addr, "--threads", "1"]);
+    assert_eq!(code, 71, "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+}
