@@ -1,5 +1,5 @@
 //! Test harness: starts the real `dcsd` binary on 127.0.0.1 port 0 and speaks raw HTTP to it.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
