@@ -261,3 +261,22 @@ fn taken_port_fails_start_up_cleanly() {
     assert_eq!(code, 71, "{err}");
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
 }
+
+#[test]
+fn systemd_is_notified_ready_and_stopping() {
+    let dir = temp_dir();
+    let sock_path = dir.0.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut d = Daemon::spawn_env(
+        &["--listen", "127.0.0.1:0", "--threads", "2"],
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())],
+    );
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    d.signal("TERM");
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(d.wait_exit(Duration::from_secs(10)).success());
+}

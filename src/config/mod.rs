@@ -277,6 +277,13 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_config_is_valid() {
+        let f = parse(include_str!("../../systemd/dcsd.toml")).unwrap();
+        assert_eq!(f.server.listen, vec!["0.0.0.0:80".parse().unwrap()]);
+        assert_eq!(f.server.taxonomy, "/etc/dcsd/taxonomy.json");
+    }
+
+    #[test]
     fn line_col_counts_from_one() {
         assert_eq!(line_col("ab\ncd", 0), (1, 1));
         assert_eq!(line_col("ab\ncd", 4), (2, 2));

@@ -59,8 +59,14 @@ impl Daemon {
 
     /// Starts `dcsd` with exactly `args` and waits until it listens and `/healthz` answers.
     pub fn spawn(args: &[&str]) -> Daemon {
+        Daemon::spawn_env(args, &[])
+    }
+
+    /// [`Daemon::spawn`] with extra environment variables.
+    pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dcsd"))
             .args(args)
+            .envs(env.iter().copied())
             .env("DCSD_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
