@@ -63,6 +63,7 @@ fn render(c: &mut Criterion) {
                     listener: ListenerKind::All,
                     conn: ConnHeader::None,
                     draining: false,
+                    now: std::time::Instant::now(),
                 };
                 dcs.call(black_box(&req), &mut out);
                 out.len()

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio::time::Instant as Deadline;
 
 use crate::error::HttpError;
 use crate::runtime::shutdown::Drain;
@@ -61,6 +62,9 @@ pub struct Request<'a> {
     pub conn: ConnHeader,
     /// Whether the worker is draining.
     pub draining: bool,
+    /// When the read that completed this request returned (the connection's clock reading for
+    /// this batch; handlers use it instead of reading the clock again).
+    pub now: Instant,
 }
 
 /// What a completed request was, for metrics.
@@ -140,20 +144,25 @@ pub async fn serve<S: Service>(
     };
     let mut req_started: Option<Instant> = None;
     let mut fresh = true;
+    // Two clock readings per batch: when its read returned and when its write finished. Every
+    // deadline and the metrics derive from them (timeout_at reads no clock).
     let mut batch_t0 = Instant::now();
     loop {
-        let next = c.process(&*svc, drain.is_draining());
+        let next = c.process(&*svc, drain.is_draining(), batch_t0);
+        let mut done_at = batch_t0;
         if !c.out.is_empty() {
             let out = std::mem::take(&mut c.out);
-            match monoio::time::timeout(cfg.keepalive_timeout, stream.write_all(out)).await {
+            let deadline = batch_t0 + cfg.keepalive_timeout;
+            match monoio::time::timeout_at(Deadline::from_std(deadline), stream.write_all(out)).await {
                 Ok((Ok(_), mut out)) => {
                     out.clear();
                     c.out = out;
                 }
                 _ => return,
             }
+            done_at = Instant::now();
         }
-        let elapsed = batch_t0.elapsed();
+        let elapsed = done_at.saturating_duration_since(batch_t0);
         for d in c.done.drain(..) {
             svc.record(d, elapsed);
         }
@@ -162,22 +171,18 @@ pub async fn serve<S: Service>(
         }
         c.compact();
         let idle = c.rbuf.is_empty();
-        let wait = if idle {
+        let deadline = if idle {
             req_started = None;
             if drain.is_draining() {
                 return;
             }
-            if fresh {
-                cfg.header_timeout
-            } else {
-                cfg.keepalive_timeout
-            }
+            done_at + if fresh { cfg.header_timeout } else { cfg.keepalive_timeout }
         } else {
-            let t0 = *req_started.get_or_insert(batch_t0);
-            match cfg.header_timeout.checked_sub(t0.elapsed()) {
-                Some(left) if !left.is_zero() => left,
-                _ => return c.time_out(&mut stream, &*svc).await,
+            let deadline = *req_started.get_or_insert(batch_t0) + cfg.header_timeout;
+            if deadline <= done_at {
+                return c.time_out(&mut stream, &*svc).await;
             }
+            deadline
         };
         if let Err(e) = c.reserve() {
             c.done.push(svc.reject(e, &mut c.out));
@@ -187,7 +192,8 @@ pub async fn serve<S: Service>(
         let len = c.rbuf.len();
         let cap = c.rbuf.capacity();
         let buf = std::mem::take(&mut c.rbuf);
-        let read = monoio::time::timeout(wait, stream.read(buf.slice_mut(len..cap)));
+        let read =
+            monoio::time::timeout_at(Deadline::from_std(deadline), stream.read(buf.slice_mut(len..cap)));
         let res = if idle {
             monoio::select! {
                 r = read => r,
@@ -233,7 +239,7 @@ struct Conn {
 
 impl Conn {
     /// Answers every complete request buffered; stops at a partial one or a close.
-    fn process<S: Service>(&mut self, svc: &S, draining: bool) -> Next {
+    fn process<S: Service>(&mut self, svc: &S, draining: bool, now: Instant) -> Next {
         loop {
             let avail = &self.rbuf[self.start..];
             if avail.is_empty() {
@@ -293,6 +299,7 @@ impl Conn {
                 listener: self.listener,
                 conn,
                 draining,
+                now,
             };
             let done = svc.call(&req, &mut self.out);
             self.done.push(done);

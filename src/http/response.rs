@@ -2,7 +2,7 @@
 //! answers to protocol errors. Everything appends to the connection's reused write buffer.
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::log::civil_from_days;
 
@@ -17,9 +17,16 @@ pub enum ConnHeader {
     Close,
 }
 
+/// `Date: <IMF-fixdate>\r\n` for this thread, and the instant until which it is current.
+struct DateLine {
+    valid_until: Option<Instant>,
+    line: [u8; 37],
+}
+
 thread_local! {
-    /// (second, IMF-fixdate) for this thread: formatted at most once per second.
-    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [b' '; 29])) };
+    /// Formatted at most once per second per thread; checked against the caller's clock
+    /// reading, so the common case reads no clock at all.
+    static DATE: RefCell<DateLine> = const { RefCell::new(DateLine { valid_until: None, line: [b' '; 37] }) };
 }
 
 /// The reason phrase for the statuses dcsd sends.
@@ -53,18 +60,21 @@ pub fn push_status_line(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends `Date: <IMF-fixdate>\r\n`, formatting the date at most once per second per thread.
-pub fn push_date_header(out: &mut Vec<u8>) {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+/// Appends `Date: <IMF-fixdate>\r\n` for `now` (a recent `Instant::now()` of the caller),
+/// reading the wall clock and formatting at most once per second per thread.
+pub fn push_date_header(out: &mut Vec<u8>, now: Instant) {
     DATE.with(|d| {
         let mut d = d.borrow_mut();
-        if d.0 != secs {
-            d.1 = imf_fixdate(secs);
-            d.0 = secs;
+        if d.valid_until.is_none_or(|t| now >= t) {
+            let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            d.line[..6].copy_from_slice(b"Date: ");
+            d.line[6..35].copy_from_slice(&imf_fixdate(wall.as_secs()));
+            d.line[35..].copy_from_slice(b"\r\n");
+            let to_next_second =
+                Duration::from_secs(1) - Duration::from_nanos(u64::from(wall.subsec_nanos()));
+            d.valid_until = Some(now + to_next_second);
         }
-        out.extend_from_slice(b"Date: ");
-        out.extend_from_slice(&d.1);
-        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&d.line);
     });
 }
 
@@ -138,6 +148,20 @@ mod tests {
         assert_eq!(&imf_fixdate(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(&imf_fixdate(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(&imf_fixdate(1_795_347_045), b"Sun, 22 Nov 2026 11:30:45 GMT");
+    }
+
+    #[test]
+    fn date_line_is_cached_until_the_next_second() {
+        let mut v = Vec::new();
+        let now = Instant::now();
+        push_date_header(&mut v, now);
+        assert!(v.starts_with(b"Date: ") && v.ends_with(b" GMT\r\n") && v.len() == 37);
+        let mut w = Vec::new();
+        push_date_header(&mut w, now);
+        assert_eq!(v, w);
+        let mut later = Vec::new();
+        push_date_header(&mut later, now + Duration::from_secs(2));
+        assert_eq!(later.len(), 37);
     }
 
     #[test]

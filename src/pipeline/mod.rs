@@ -12,7 +12,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
@@ -40,12 +40,25 @@ pub struct Dcs {
     next_tid: Cell<u64>,
     /// `Cache-Control`, `Pragma`, `Expires` and `DCS` header lines, rendered once.
     common_headers: Box<[u8]>,
+    /// `HTTP/1.1 200 OK` plus the common headers: the start of most answers, one copy.
+    ok_head: Box<[u8]>,
     /// The `demdex` cookie attributes after the value, with the line end.
     cookie_attrs: Box<[u8]>,
     /// Scratch for response bodies whose length must be known before the headers.
     scratch: RefCell<Vec<u8>>,
     /// Open connections on this core.
     open: Cell<usize>,
+}
+
+/// A short plain-text answer (errors, `/healthz`).
+struct Plain<'a> {
+    status: u16,
+    body: &'a [u8],
+    /// Adds an `Allow` header.
+    allow: Option<&'a str>,
+    conn: ConnHeader,
+    /// HEAD: headers only.
+    head_only: bool,
 }
 
 /// Holds one slot of `limits.max_connections`; released on drop.
@@ -82,6 +95,7 @@ impl Dcs {
             index,
             next_tid: Cell::new(((index as u64 & 0xff) << 56) | start),
             rng: RefCell::new(rng),
+            ok_head: format!("HTTP/1.1 200 OK\r\n{common}").into_bytes().into(),
             common_headers: common.into_bytes().into(),
             cookie_attrs: attrs.into_bytes().into(),
             scratch: RefCell::new(Vec::with_capacity(512)),
@@ -122,35 +136,31 @@ impl Dcs {
         t
     }
 
-    /// Status line, `Date` and the common headers.
-    fn start_response(&self, out: &mut Vec<u8>, status: u16) {
-        push_status_line(out, status);
-        push_date_header(out);
-        out.extend_from_slice(&self.common_headers);
+    /// Status line, the common headers and `Date` (for `now`, the batch's clock reading).
+    fn start_response(&self, out: &mut Vec<u8>, status: u16, now: Instant) {
+        if status == 200 {
+            out.extend_from_slice(&self.ok_head);
+        } else {
+            push_status_line(out, status);
+            out.extend_from_slice(&self.common_headers);
+        }
+        push_date_header(out, now);
     }
 
-    /// A short plain-text answer; `allow` adds an `Allow` header.
-    fn plain(
-        &self,
-        out: &mut Vec<u8>,
-        status: u16,
-        body: &[u8],
-        allow: Option<&str>,
-        conn: ConnHeader,
-        head_only: bool,
-    ) {
-        self.start_response(out, status);
+    /// A short plain-text answer.
+    fn plain(&self, out: &mut Vec<u8>, p: Plain<'_>, now: Instant) {
+        self.start_response(out, p.status, now);
         out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
-        push_content_length(out, body.len());
-        if let Some(a) = allow {
+        push_content_length(out, p.body.len());
+        if let Some(a) = p.allow {
             out.extend_from_slice(b"Allow: ");
             out.extend_from_slice(a.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        push_conn_header(out, conn);
+        push_conn_header(out, p.conn);
         out.extend_from_slice(b"\r\n");
-        if !head_only {
-            out.extend_from_slice(body);
+        if !p.head_only {
+            out.extend_from_slice(p.body);
         }
     }
 }
@@ -162,11 +172,21 @@ impl Service for Dcs {
         let mut close = req.conn == ConnHeader::Close;
         let status = if route == Route::NotFound {
             // Protocol-level answers close the connection (http-api §1).
-            self.plain(out, 404, b"not found\n", None, ConnHeader::Close, head_only);
+            let p =
+                Plain { status: 404, body: b"not found\n", allow: None, conn: ConnHeader::Close, head_only };
+            self.plain(out, p, req.now);
             close = true;
             404
         } else if !route.allows(req.head.method) {
-            self.plain(out, 405, b"method not allowed\n", Some(route.allow()), ConnHeader::Close, head_only);
+            let allow = Some(route.allow());
+            let p = Plain {
+                status: 405,
+                body: b"method not allowed\n",
+                allow,
+                conn: ConnHeader::Close,
+                head_only,
+            };
+            self.plain(out, p, req.now);
             close = true;
             405
         } else {
@@ -185,7 +205,8 @@ impl Service for Dcs {
         let allow = (err == HttpError::MethodNotAllowed).then_some("GET, HEAD, POST, OPTIONS");
         let mut body = err.to_string().into_bytes();
         body.push(b'\n');
-        self.plain(out, status, &body, allow, ConnHeader::Close, false);
+        let p = Plain { status, body: &body, allow, conn: ConnHeader::Close, head_only: false };
+        self.plain(out, p, Instant::now());
         Completed { route: ROUTE_NONE, status, close: true }
     }
 

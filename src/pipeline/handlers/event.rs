@@ -5,7 +5,7 @@
 //! segments, destinations and partners are later steps of the same request path.
 
 use crate::http::conn::Request;
-use crate::http::response::{push_conn_header, push_content_length, push_u64};
+use crate::http::response::{push_conn_header, push_u64};
 use crate::http::Method;
 use crate::identity::{cookie_value, encode_tid, Uuid};
 
@@ -56,7 +56,8 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
 
     let mut scratch = dcs.scratch.borrow_mut();
     scratch.clear();
-    let content_type: &[u8] = if ctl.json {
+    // Content-Type line and the start of Content-Length, as one copy.
+    let type_and_length: &[u8] = if ctl.json {
         let cb = ctl.callback.filter(|cb| {
             let ok = valid_callback(cb);
             if !ok {
@@ -66,20 +67,19 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
         });
         render_json(&mut scratch, dcs, &digits, &encode_tid(dcs.tid()), cb, &errors);
         if cb.is_some() {
-            b"application/javascript"
+            b"Content-Type: application/javascript\r\nContent-Length: "
         } else {
-            b"application/json"
+            b"Content-Type: application/json\r\nContent-Length: "
         }
     } else {
         scratch.extend_from_slice(&PIXEL_GIF);
-        b"image/gif"
+        b"Content-Type: image/gif\r\nContent-Length: "
     };
 
-    dcs.start_response(out, 200);
-    out.extend_from_slice(b"Content-Type: ");
-    out.extend_from_slice(content_type);
+    dcs.start_response(out, 200, req.now);
+    out.extend_from_slice(type_and_length);
+    push_u64(out, scratch.len() as u64);
     out.extend_from_slice(b"\r\n");
-    push_content_length(out, scratch.len());
     if !ctl.coppa {
         out.extend_from_slice(b"Set-Cookie: demdex=");
         out.extend_from_slice(&digits);
@@ -187,7 +187,7 @@ fn push_cors(req: &Request<'_>, out: &mut Vec<u8>) {
 /// `OPTIONS`: 204 with the preflight headers when `Access-Control-Request-Method` is present,
 /// else 204 with `Allow`.
 fn preflight(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
-    dcs.start_response(out, 204);
+    dcs.start_response(out, 204, req.now);
     if req.head.ac_request_method.is_some() {
         out.extend_from_slice(
             b"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\nAccess-Control-Allow-Headers: Content-Type\r\nAccess-Control-Max-Age: 86400\r\n",
