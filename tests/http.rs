@@ -340,3 +340,46 @@ fn metrics_count_requests_by_route_and_status() {
     assert_eq!(d.metric("dcsd_http_request_duration_seconds_count{route=\"event\",status=\"200\"}"), 3);
     assert!(d.metric("dcsd_http_connections_accepted_total") >= 5);
 }
+
+#[test]
+fn bad_escape_is_311_with_no_cookie_and_no_uuid() {
+    each_driver(|d| {
+        let r = d.request(b"GET /event?c_a=%zz&d_rtbd=json HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-error"), Some("311"));
+        assert!(r.header("set-cookie").is_none(), "{r:?}");
+        let body = r.body_str();
+        assert!(body.starts_with("{\"stuff\":[],\"dcs_region\":7,\"tid\":\""), "{body}");
+        assert!(
+            body.ends_with(",\"errors\":[{\"code\":311,\"msg\":\"Request contains invalid parameters\"}]}"),
+            "{body}"
+        );
+        // Pixel mode: the GIF, the error in X-Error only.
+        let r = d.request(b"GET /event?c_a=%E9 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!((r.status, r.body.len(), r.header("x-error")), (200, 43, Some("311")));
+        assert!(r.header("set-cookie").is_none());
+        // In a form body too.
+        let r = d.request(
+            b"POST /event?d_rtbd=json HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 6\r\n\r\nc_b=%1",
+        );
+        assert_eq!(r.header("x-error"), Some("311"));
+    });
+}
+
+#[test]
+fn invalid_d_uuid_is_102_and_a_new_uuid() {
+    let d = Daemon::start("uring", "");
+    let r = d.request(b"GET /event?d_rtbd=json&d_uuid=123 HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(r.header("x-error"), Some("102"));
+    let body = r.body_str();
+    assert!(body.contains("{\"code\":102,\"msg\":\"Invalid AAM ID passed in request 123\"}"), "{body}");
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(body.contains(&format!("\"uuid\":\"{}\"", &cookie[7..45])), "{body} {cookie}");
+}
+
+#[test]
+fn escaped_control_values_are_decoded() {
+    let d = Daemon::start("uring", "");
+    let r = d.request(b"GET /event?d%5Frtbd=%6Ason HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}

@@ -44,6 +44,8 @@ pub struct Dcs {
     ok_head: Box<[u8]>,
     /// The `demdex` cookie attributes after the value, with the line end.
     cookie_attrs: Box<[u8]>,
+    /// The pair decoder, reused by every request on this core.
+    pairs: RefCell<params::Pairs>,
     /// Scratch for response bodies whose length must be known before the headers.
     scratch: RefCell<Vec<u8>>,
     /// Open connections on this core.
@@ -98,6 +100,7 @@ impl Dcs {
             ok_head: format!("HTTP/1.1 200 OK\r\n{common}").into_bytes().into(),
             common_headers: common.into_bytes().into(),
             cookie_attrs: attrs.into_bytes().into(),
+            pairs: RefCell::new(params::Pairs::default()),
             scratch: RefCell::new(Vec::with_capacity(512)),
             open: Cell::new(0),
             shared,

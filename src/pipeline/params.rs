@@ -1,10 +1,202 @@
-//! The control parameters the foundation needs from a request's pairs (http-api §4):
-//! `d_rtbd`, `d_cb`, `d_uuid`, `d_coppa`. Query pairs first, then form-body pairs.
+//! Request pairs (http-api §3.2, §4): query pairs then form-body pairs, percent- and
+//! `+`-decoded, UTF-8-checked, split into values, classified by key prefix.
 //!
-//! Values are compared as sent (not percent-decoded): the full pair decoder with its 311
-//! handling replaces this scan when request semantics land.
+//! [`Pairs`] is reused per core: decoding writes only into its own vectors, which keep their
+//! capacity between requests, so a request allocates nothing. A key or value without `%` or
+//! `+` is not copied at all — it is a [`Text`] naming a range of the query or body; only
+//! escaped components are decoded into the arena. One bad escape or invalid UTF-8 sequence
+//! anywhere makes the whole request invalid ([`Invalid`], error 311), and nothing of it is
+//! used.
 
-/// Control parameters of one request; slices borrow the request's bytes.
+use std::ops::Range;
+
+/// A decoded byte string: a range of the query, of the form body, or of the arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Text {
+    src: Src,
+    start: u32,
+    end: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Src {
+    Query,
+    Body,
+    Arena,
+}
+
+/// Key classes (http-api §3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyClass {
+    /// `c_…`: customer.
+    Customer,
+    /// `d_…`: platform/control.
+    Platform,
+    /// `h_…`: header-derived; sent by a request, it is ignored.
+    Header,
+    /// `p_…`: private, this request only.
+    Private,
+    /// Anything else: an unprefixed customer key.
+    Unprefixed,
+}
+
+/// One key and its values, in request order.
+#[derive(Clone, Debug)]
+pub struct Pair {
+    /// The decoded key.
+    pub key: Text,
+    /// Its class.
+    pub class: KeyClass,
+    /// Indexes into the value list.
+    values: Range<u32>,
+}
+
+/// The request is invalid (error 311): a bad escape or invalid UTF-8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Invalid;
+
+/// A core's reusable pair decoder and its last result.
+#[derive(Debug, Default)]
+pub struct Pairs {
+    arena: Vec<u8>,
+    pairs: Vec<Pair>,
+    values: Vec<Text>,
+}
+
+/// Decoded pairs together with the bytes they point into.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pairs: &'a Pairs,
+    query: &'a [u8],
+    body: &'a [u8],
+}
+
+// === impl Pairs ===
+
+impl Pairs {
+    /// Decodes `query`, then `body` (form-encoded), replacing the previous result.
+    ///
+    /// # Errors
+    /// [`Invalid`] on the first bad escape or invalid UTF-8; the result is then empty.
+    pub fn decode<'a>(&'a mut self, query: &'a [u8], body: &'a [u8]) -> Result<View<'a>, Invalid> {
+        self.arena.clear();
+        self.pairs.clear();
+        self.values.clear();
+        let res = self.decode_part(query, Src::Query).and_then(|()| self.decode_part(body, Src::Body));
+        if res.is_err() {
+            self.pairs.clear();
+            self.values.clear();
+        }
+        res.map(|()| View { pairs: self, query, body })
+    }
+
+    fn decode_part(&mut self, input: &[u8], src: Src) -> Result<(), Invalid> {
+        let mut at = 0usize;
+        for raw in input.split(|&b| b == b'&') {
+            let start = at;
+            at += raw.len() + 1;
+            let (k, v) = match raw.iter().position(|&b| b == b'=') {
+                Some(i) => (start..start + i, start + i + 1..start + raw.len()),
+                None => (start..start + raw.len(), start + raw.len()..start + raw.len()),
+            };
+            let key = self.component(input, k, src)?;
+            // Decoded even when the key is empty: a bad escape anywhere invalidates the request.
+            let value = self.component(input, v, src)?;
+            if key.start == key.end {
+                continue; // an empty key is skipped
+            }
+            let class = classify(self.bytes(key, input, src));
+            let first = self.values.len() as u32;
+            self.split_values(value, input, src);
+            self.pairs.push(Pair { key, class, values: first..self.values.len() as u32 });
+        }
+        Ok(())
+    }
+
+    /// Decodes one key or value; unescaped input is referenced, not copied.
+    fn component(&mut self, input: &[u8], r: Range<usize>, src: Src) -> Result<Text, Invalid> {
+        let raw = &input[r.clone()];
+        if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+            std::str::from_utf8(raw).map_err(|_| Invalid)?;
+            return Ok(Text { src, start: r.start as u32, end: r.end as u32 });
+        }
+        let start = self.arena.len();
+        percent_decode_into(raw, &mut self.arena)?;
+        std::str::from_utf8(&self.arena[start..]).map_err(|_| Invalid)?;
+        Ok(Text { src: Src::Arena, start: start as u32, end: self.arena.len() as u32 })
+    }
+
+    /// A quoted value is one value (quotes removed); otherwise it is split on `,`.
+    fn split_values(&mut self, v: Text, input: &[u8], src: Src) {
+        debug_assert!(v.src == Src::Arena || v.src == src);
+        let buf = if v.src == Src::Arena { &self.arena[..] } else { input };
+        let bytes = &buf[v.start as usize..v.end as usize];
+        if bytes.len() >= 2 && bytes[0] == b'"' && bytes[bytes.len() - 1] == b'"' {
+            self.values.push(Text { start: v.start + 1, end: v.end - 1, ..v });
+            return;
+        }
+        let mut at = v.start;
+        for part in bytes.split(|&b| b == b',') {
+            let end = at + part.len() as u32;
+            self.values.push(Text { start: at, end, ..v });
+            at = end + 1;
+        }
+    }
+
+    fn bytes<'b>(&'b self, t: Text, input: &'b [u8], src: Src) -> &'b [u8] {
+        let buf = if t.src == Src::Arena {
+            &self.arena[..]
+        } else {
+            debug_assert_eq!(t.src, src);
+            input
+        };
+        &buf[t.start as usize..t.end as usize]
+    }
+}
+
+// === impl View ===
+
+impl<'a> View<'a> {
+    /// The bytes of `t` (valid UTF-8).
+    pub fn text(&self, t: Text) -> &'a [u8] {
+        let buf = match t.src {
+            Src::Query => self.query,
+            Src::Body => self.body,
+            Src::Arena => &self.pairs.arena[..],
+        };
+        &buf[t.start as usize..t.end as usize]
+    }
+
+    /// Every pair, in request order.
+    pub fn pairs(&self) -> impl Iterator<Item = &'a Pair> + 'a {
+        self.pairs.pairs.iter()
+    }
+
+    /// The values of `pair`, in order.
+    pub fn values(&self, pair: &Pair) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let this = *self;
+        self.pairs.values[pair.values.start as usize..pair.values.end as usize]
+            .iter()
+            .map(move |t| this.text(*t))
+    }
+
+    /// The first value of the first pair named `key`.
+    pub fn first(&self, key: &[u8]) -> Option<&'a [u8]> {
+        let p = self.pairs().find(|p| self.text(p.key) == key)?;
+        self.values(p).next()
+    }
+
+    /// The whole decoded value of the first pair named `key`, commas included (for control
+    /// parameters such as `d_cid`, which are not serialized lists).
+    pub fn raw_first(&self, key: &[u8]) -> Option<&'a [u8]> {
+        let p = self.pairs().find(|p| self.text(p.key) == key)?;
+        let vals = &self.pairs.values[p.values.start as usize..p.values.end as usize];
+        let (first, last) = (vals.first()?, vals.last()?);
+        Some(self.text(Text { end: last.end, ..*first }))
+    }
+}
+
+/// The control parameters the current steps use (http-api §4).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Control<'a> {
     /// `d_rtbd=json`
@@ -20,27 +212,79 @@ pub struct Control<'a> {
 // === impl Control ===
 
 impl<'a> Control<'a> {
-    /// Scans the query, then the form body; the first occurrence of a key wins.
-    pub fn scan(query: &'a [u8], form: &'a [u8]) -> Control<'a> {
-        let mut c = Control::default();
-        let (mut rtbd, mut coppa) = (None, None);
+    /// From decoded pairs; the first occurrence of a key wins.
+    pub fn from_view(v: &View<'a>) -> Control<'a> {
+        Control {
+            json: v.first(b"d_rtbd") == Some(b"json"),
+            callback: v.raw_first(b"d_cb"),
+            uuid: v.first(b"d_uuid"),
+            coppa: v.first(b"d_coppa") == Some(b"1"),
+        }
+    }
+
+    /// For an invalid request (311), whose pairs are not decoded: only the answer's form
+    /// (`d_rtbd`, `d_cb`) is read, from the raw bytes.
+    pub fn scan_raw(query: &'a [u8], form: &'a [u8]) -> Control<'a> {
+        let (mut rtbd, mut callback) = (None, None);
         for pair in query.split(|&b| b == b'&').chain(form.split(|&b| b == b'&')) {
             let (k, v) = match pair.iter().position(|&b| b == b'=') {
                 Some(i) => (&pair[..i], &pair[i + 1..]),
                 None => (pair, &b""[..]),
             };
-            let slot = match k {
-                b"d_rtbd" => &mut rtbd,
-                b"d_cb" => &mut c.callback,
-                b"d_uuid" => &mut c.uuid,
-                b"d_coppa" => &mut coppa,
-                _ => continue,
-            };
-            slot.get_or_insert(v);
+            match k {
+                b"d_rtbd" => _ = rtbd.get_or_insert(v),
+                b"d_cb" => _ = callback.get_or_insert(v),
+                _ => {}
+            }
         }
-        c.json = rtbd == Some(b"json");
-        c.coppa = coppa == Some(b"1");
-        c
+        Control { json: rtbd == Some(&b"json"[..]), callback, ..Control::default() }
+    }
+}
+
+/// The class of a decoded key.
+pub fn classify(key: &[u8]) -> KeyClass {
+    match key {
+        [b'c', b'_', ..] => KeyClass::Customer,
+        [b'd', b'_', ..] => KeyClass::Platform,
+        [b'h', b'_', ..] => KeyClass::Header,
+        [b'p', b'_', ..] => KeyClass::Private,
+        _ => KeyClass::Unprefixed,
+    }
+}
+
+/// Appends the percent- and `+`-decoding of `raw`.
+///
+/// # Errors
+/// [`Invalid`] for a `%` not followed by two hex digits.
+pub fn percent_decode_into(raw: &[u8], out: &mut Vec<u8>) -> Result<(), Invalid> {
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'%' => {
+                let hi = raw.get(i + 1).and_then(|&b| hex(b)).ok_or(Invalid)?;
+                let lo = raw.get(i + 2).and_then(|&b| hex(b)).ok_or(Invalid)?;
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
     }
 }
 
@@ -58,28 +302,4 @@ pub fn valid_callback(cb: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scans_query_then_form() {
-        let c = Control::scan(b"d_sid=1&d_rtbd=json&d_cb=cb", b"d_uuid=1&d_rtbd=x");
-        assert!(c.json);
-        assert_eq!(c.callback, Some(&b"cb"[..]));
-        assert_eq!(c.uuid, Some(&b"1"[..]));
-        assert!(!c.coppa);
-        assert!(!Control::scan(b"d_rtbd=JSON", b"").json);
-        assert!(Control::scan(b"", b"d_coppa=1&d_rtbd=json").coppa);
-    }
-
-    #[test]
-    fn callbacks() {
-        assert!(valid_callback(b"jQuery123_456.cb$"));
-        assert!(valid_callback(b"_"));
-        assert!(!valid_callback(b""));
-        assert!(!valid_callback(b"1abc"));
-        assert!(!valid_callback(b"a(b)"));
-        assert!(!valid_callback(&[b'a'; 65]));
-        assert!(valid_callback(&[b'a'; 64]));
-    }
-}
+mod tests;

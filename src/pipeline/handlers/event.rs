@@ -19,6 +19,26 @@ pub const PIXEL_GIF: [u8; 43] = [
     0x01, 0x00, 0x00, 0x02, 0x02, 0x4c, 0x01, 0x00, 0x3b,
 ];
 
+const INVALID_PARAMETERS: &str = "Request contains invalid parameters";
+
+/// The profile ID (http-api §5.1): valid `d_uuid`, else the `demdex` cookie (unless
+/// `d_coppa=1`), else a new one. An invalid `d_uuid` is error 102.
+fn resolve_uuid(dcs: &Dcs, req: &Request<'_>, ctl: &Control<'_>, errors: &mut Vec<DcsError>) -> Uuid {
+    let from_param = ctl.uuid.and_then(|v| {
+        let u = Uuid::parse(v);
+        if u.is_none() {
+            let msg = format!("Invalid AAM ID passed in request {}", String::from_utf8_lossy(v));
+            errors.push(DcsError { code: 102, msg });
+        }
+        u
+    });
+    let from_cookie = || {
+        let cookie = req.head.cookie.filter(|_| !ctl.coppa)?;
+        cookie_value(cookie.get(req.buf), b"demdex").and_then(Uuid::parse)
+    };
+    from_param.or_else(from_cookie).unwrap_or_else(|| Uuid::generate(&mut *dcs.rng.borrow_mut()))
+}
+
 /// A DCS error for the response (`errors` and `X-Error`).
 struct DcsError {
     code: u16,
@@ -33,26 +53,18 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     let buf = req.buf;
     let query = req.head.query.map_or(&b""[..], |q| q.get(buf));
     let form = if req.head.method == Method::Post && is_form(req) { req.body } else { &b""[..] };
-    let ctl = Control::scan(query, form);
+    let mut pairs = dcs.pairs.borrow_mut();
     let mut errors: Vec<DcsError> = Vec::new();
-
-    let from_param = ctl.uuid.and_then(|v| {
-        let u = Uuid::parse(v);
-        if u.is_none() {
-            errors.push(DcsError {
-                code: 102,
-                msg: format!("Invalid AAM ID passed in request {}", String::from_utf8_lossy(v)),
-            });
+    let (ctl, valid) = match pairs.decode(query, form) {
+        Ok(view) => (Control::from_view(&view), true),
+        Err(_) => {
+            errors.push(DcsError { code: 311, msg: INVALID_PARAMETERS.into() });
+            (Control::scan_raw(query, form), false)
         }
-        u
-    });
-    let from_cookie = || {
-        (!ctl.coppa)
-            .then(|| req.head.cookie.and_then(|c| cookie_value(c.get(buf), b"demdex")).and_then(Uuid::parse))
-            .flatten()
     };
-    let uuid = from_param.or_else(from_cookie).unwrap_or_else(|| Uuid::generate(&mut *dcs.rng.borrow_mut()));
-    let digits = uuid.to_digits();
+    // An invalid request (311) gets no profile ID and no cookie (http-api §3.2, §6.5).
+    let uuid = valid.then(|| resolve_uuid(dcs, req, &ctl, &mut errors));
+    let digits = uuid.map(Uuid::to_digits);
 
     let mut scratch = dcs.scratch.borrow_mut();
     scratch.clear();
@@ -61,11 +73,11 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
         let cb = ctl.callback.filter(|cb| {
             let ok = valid_callback(cb);
             if !ok {
-                errors.push(DcsError { code: 311, msg: "Request contains invalid parameters".into() });
+                errors.push(DcsError { code: 311, msg: INVALID_PARAMETERS.into() });
             }
             ok
         });
-        render_json(&mut scratch, dcs, &digits, &encode_tid(dcs.tid()), cb, &errors);
+        render_json(&mut scratch, dcs, digits.as_ref(), &encode_tid(dcs.tid()), cb, &errors);
         if cb.is_some() {
             b"Content-Type: application/javascript\r\nContent-Length: "
         } else {
@@ -80,7 +92,7 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     out.extend_from_slice(type_and_length);
     push_u64(out, scratch.len() as u64);
     out.extend_from_slice(b"\r\n");
-    if !ctl.coppa {
+    if let Some(digits) = digits.filter(|_| !ctl.coppa) {
         out.extend_from_slice(b"Set-Cookie: demdex=");
         out.extend_from_slice(&digits);
         out.extend_from_slice(&dcs.cookie_attrs);
@@ -108,7 +120,7 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
 fn render_json(
     out: &mut Vec<u8>,
     dcs: &Dcs,
-    uuid: &[u8; 38],
+    uuid: Option<&[u8; 38]>,
     tid: &[u8; 12],
     cb: Option<&[u8]>,
     errors: &[DcsError],
@@ -117,9 +129,13 @@ fn render_json(
         out.extend_from_slice(cb);
         out.push(b'(');
     }
-    out.extend_from_slice(b"{\"stuff\":[],\"uuid\":\"");
-    out.extend_from_slice(uuid);
-    out.extend_from_slice(b"\",\"dcs_region\":");
+    out.extend_from_slice(b"{\"stuff\":[]");
+    if let Some(uuid) = uuid {
+        out.extend_from_slice(b",\"uuid\":\"");
+        out.extend_from_slice(uuid);
+        out.push(b'"');
+    }
+    out.extend_from_slice(b",\"dcs_region\":");
     push_u64(out, u64::from(dcs.shared.config.server.region));
     out.extend_from_slice(b",\"tid\":\"");
     out.extend_from_slice(tid);
