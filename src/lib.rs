@@ -28,6 +28,7 @@ pub mod identity;
 pub mod log;
 pub mod metrics;
 pub mod pipeline;
+pub mod privacy;
 pub mod runtime;
 
 /// The daemon's version, as sent in the `DCS` response header.
