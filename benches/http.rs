@@ -73,5 +73,26 @@ fn render(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse, render);
+/// A realistic 20-pair tag call: customer and platform signals, a serialized list, escapes.
+const TWENTY_PAIRS: &[u8] =
+    b"d_sid=1234,5678&c_likes=famous%20popstar&c_category=shoes&c_color=red&c_size=42\
+&c_price=89.90&c_brand=acme&c_page=%2Fproducts%2Fshoes%3Fcolor%3Dred&c_logged_in=true&c_segment=auto-intender\
+&d_rtbd=json&d_cb=jQuery123&d_dst=1&d_cts=2&d_ptfm=browser&d_mid=12345678901234567890123456789012345678\
+&c_search=running+shoes&c_cart=%22sku1,sku2%22&p_email_hash=abcdef0123456789&d_nsid=0";
+
+fn pairs(c: &mut Criterion) {
+    use dcsd::pipeline::params::Pairs;
+    let mut g = c.benchmark_group("pairs");
+    g.throughput(Throughput::Elements(1));
+    let mut p = Pairs::default();
+    g.bench_function("decode_20", |b| {
+        b.iter(|| match p.decode(black_box(TWENTY_PAIRS), b"") {
+            Ok(v) => v.pairs().count(),
+            Err(_) => unreachable!("valid input"),
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parse, render, pairs);
 criterion_main!(benches);

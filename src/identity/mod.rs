@@ -12,6 +12,7 @@ use rand::RngCore;
 pub struct Uuid(pub u128);
 
 /// 10^38: UUIDs are below this.
+#[cfg(test)]
 const UUID_LIMIT: u128 = 100_000_000_000_000_000_000_000_000_000_000_000_000;
 /// 10^19, for printing a UUID as two 19-digit halves.
 const HALF: u128 = 10_000_000_000_000_000_000;
@@ -32,15 +33,24 @@ impl Uuid {
 
     /// A uniformly random UUID from `rng` (which must be a CSPRNG).
     pub fn generate(rng: &mut impl RngCore) -> Uuid {
-        loop {
-            let mut b = [0u8; 16];
-            rng.fill_bytes(&mut b);
-            // 10^38 < 2^127: keep 127 bits and reject the ~41% above the limit.
-            let n = u128::from_le_bytes(b) >> 1;
-            if n < UUID_LIMIT {
-                return Uuid(n);
+        Uuid::generate_with_digits(rng).0
+    }
+
+    /// A uniformly random UUID and its 38 digits. The two 19-digit halves are drawn
+    /// independently and uniformly from `[0, 10^19)` (rejection sampling on 64 bits), which
+    /// makes the whole uniform on `[0, 10^38)` and needs no 128-bit division to print.
+    pub fn generate_with_digits(rng: &mut impl RngCore) -> (Uuid, [u8; 38]) {
+        let mut half = || loop {
+            let n = rng.next_u64();
+            if n < HALF as u64 {
+                return n;
             }
-        }
+        };
+        let (hi, lo) = (half(), half());
+        let mut digits = [b'0'; 38];
+        write_padded(&mut digits[..19], hi);
+        write_padded(&mut digits[19..], lo);
+        (Uuid(u128::from(hi) * HALF + u128::from(lo)), digits)
     }
 
     /// The 38 digits.
@@ -116,6 +126,16 @@ mod tests {
         let tops: std::collections::BTreeSet<u8> =
             (0..200).map(|_| Uuid::generate(&mut rng).to_digits()[0]).collect();
         assert_eq!(tops.len(), 10);
+    }
+
+    #[test]
+    fn generated_digits_match_the_value() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for _ in 0..100 {
+            let (u, d) = Uuid::generate_with_digits(&mut rng);
+            assert_eq!(u.to_digits(), d);
+            assert_eq!(Uuid::parse(&d), Some(u));
+        }
     }
 
     #[test]

@@ -91,33 +91,36 @@ impl Pairs {
     }
 
     fn decode_part(&mut self, input: &[u8], src: Src) -> Result<(), Invalid> {
-        let mut at = 0usize;
-        for raw in input.split(|&b| b == b'&') {
-            let start = at;
-            at += raw.len() + 1;
-            let (k, v) = match raw.iter().position(|&b| b == b'=') {
-                Some(i) => (start..start + i, start + i + 1..start + raw.len()),
-                None => (start..start + raw.len(), start + raw.len()..start + raw.len()),
-            };
-            let key = self.component(input, k, src)?;
+        let mut start = 0usize;
+        while start <= input.len() {
+            let scan = scan_pair(input, start);
+            let key = self.component(input, start..scan.key_end, src, scan.key_flags)?;
             // Decoded even when the key is empty: a bad escape anywhere invalidates the request.
-            let value = self.component(input, v, src)?;
-            if key.start == key.end {
-                continue; // an empty key is skipped
+            let value = self.component(input, scan.value.clone(), src, scan.value_flags)?;
+            if key.start != key.end {
+                let class = classify(self.bytes(key, input, src));
+                let first = self.values.len() as u32;
+                let quoted = input.get(scan.value.start) == Some(&b'"');
+                if scan.value_flags & COMMA == 0 && value.src != Src::Arena && !quoted {
+                    self.values.push(value); // the common case: one plain value
+                } else {
+                    self.split_values(value, input, src);
+                }
+                self.pairs.push(Pair { key, class, values: first..self.values.len() as u32 });
             }
-            let class = classify(self.bytes(key, input, src));
-            let first = self.values.len() as u32;
-            self.split_values(value, input, src);
-            self.pairs.push(Pair { key, class, values: first..self.values.len() as u32 });
+            start = scan.next;
         }
         Ok(())
     }
 
-    /// Decodes one key or value; unescaped input is referenced, not copied.
-    fn component(&mut self, input: &[u8], r: Range<usize>, src: Src) -> Result<Text, Invalid> {
+    /// Decodes one key or value; unescaped input is referenced, not copied, and pure ASCII
+    /// needs no UTF-8 check.
+    fn component(&mut self, input: &[u8], r: Range<usize>, src: Src, flags: u8) -> Result<Text, Invalid> {
         let raw = &input[r.clone()];
-        if !raw.iter().any(|&b| b == b'%' || b == b'+') {
-            std::str::from_utf8(raw).map_err(|_| Invalid)?;
+        if flags & ESCAPE == 0 {
+            if flags & NON_ASCII != 0 {
+                std::str::from_utf8(raw).map_err(|_| Invalid)?;
+            }
             return Ok(Text { src, start: r.start as u32, end: r.end as u32 });
         }
         let start = self.arena.len();
@@ -194,6 +197,66 @@ impl<'a> View<'a> {
         let (first, last) = (vals.first()?, vals.last()?);
         Some(self.text(Text { end: last.end, ..*first }))
     }
+}
+
+/// Byte classes for the one-pass pair scanner.
+const AMP: u8 = 1;
+const EQ: u8 = 2;
+const COMMA: u8 = 4;
+const ESCAPE: u8 = 8;
+const NON_ASCII: u8 = 16;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'&' as usize] = AMP;
+    t[b'=' as usize] = EQ;
+    t[b',' as usize] = COMMA;
+    t[b'%' as usize] = ESCAPE;
+    t[b'+' as usize] = ESCAPE;
+    let mut i = 0x80;
+    while i < 256 {
+        t[i] = NON_ASCII;
+        i += 1;
+    }
+    t
+};
+
+/// One pair's boundaries and what its key and value contain.
+struct PairScan {
+    key_end: usize,
+    value: Range<usize>,
+    key_flags: u8,
+    value_flags: u8,
+    /// Where the next pair starts (one past the `&`, or past the end).
+    next: usize,
+}
+
+/// Finds the end of the pair at `start`, its first `=`, and the classes of bytes in its key
+/// and value, in one pass.
+fn scan_pair(input: &[u8], start: usize) -> PairScan {
+    let mut key_flags = 0u8;
+    let mut value_flags = 0u8;
+    let mut eq: Option<usize> = None;
+    let mut i = start;
+    while i < input.len() {
+        let c = CLASS[usize::from(input[i])];
+        if c != 0 {
+            if c == AMP {
+                break;
+            }
+            match eq {
+                None if c == EQ => eq = Some(i),
+                None => key_flags |= c,
+                Some(_) => value_flags |= c,
+            }
+        }
+        i += 1;
+    }
+    let (key_end, value) = match eq {
+        Some(e) => (e, e + 1..i),
+        None => (i, i..i),
+    };
+    PairScan { key_end, value, key_flags, value_flags: value_flags & !EQ, next: i + 1 }
 }
 
 /// The control parameters the current steps use (http-api §4).

@@ -23,9 +23,17 @@ const INVALID_PARAMETERS: &str = "Request contains invalid parameters";
 
 /// The profile ID (http-api §5.1): valid `d_uuid`, else the `demdex` cookie (unless
 /// `d_coppa=1`), else a new one. An invalid `d_uuid` is error 102.
-fn resolve_uuid(dcs: &Dcs, req: &Request<'_>, ctl: &Control<'_>, errors: &mut Vec<DcsError>) -> Uuid {
+///
+/// Returns the ID with its 38 digits (copied from the request when it came from there).
+fn resolve_uuid(
+    dcs: &Dcs,
+    req: &Request<'_>,
+    ctl: &Control<'_>,
+    errors: &mut Vec<DcsError>,
+) -> (Uuid, [u8; 38]) {
+    let with_digits = |v: &[u8]| Some((Uuid::parse(v)?, <[u8; 38]>::try_from(v).ok()?));
     let from_param = ctl.uuid.and_then(|v| {
-        let u = Uuid::parse(v);
+        let u = with_digits(v);
         if u.is_none() {
             let msg = format!("Invalid AAM ID passed in request {}", String::from_utf8_lossy(v));
             errors.push(DcsError { code: 102, msg });
@@ -34,9 +42,9 @@ fn resolve_uuid(dcs: &Dcs, req: &Request<'_>, ctl: &Control<'_>, errors: &mut Ve
     });
     let from_cookie = || {
         let cookie = req.head.cookie.filter(|_| !ctl.coppa)?;
-        cookie_value(cookie.get(req.buf), b"demdex").and_then(Uuid::parse)
+        cookie_value(cookie.get(req.buf), b"demdex").and_then(with_digits)
     };
-    from_param.or_else(from_cookie).unwrap_or_else(|| Uuid::generate(&mut *dcs.rng.borrow_mut()))
+    from_param.or_else(from_cookie).unwrap_or_else(|| Uuid::generate_with_digits(&mut *dcs.rng.borrow_mut()))
 }
 
 /// A DCS error for the response (`errors` and `X-Error`).
@@ -63,8 +71,7 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
         }
     };
     // An invalid request (311) gets no profile ID and no cookie (http-api §3.2, §6.5).
-    let uuid = valid.then(|| resolve_uuid(dcs, req, &ctl, &mut errors));
-    let digits = uuid.map(Uuid::to_digits);
+    let digits = valid.then(|| resolve_uuid(dcs, req, &ctl, &mut errors).1);
 
     let mut scratch = dcs.scratch.borrow_mut();
     scratch.clear();
