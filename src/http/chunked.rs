@@ -55,6 +55,8 @@ impl ChunkedDecoder {
     ) -> Result<Option<usize>, HttpError> {
         loop {
             let rest = &encoded[self.pos.min(encoded.len())..];
+            // Everything except chunk data is framing, counted by the state the step began in.
+            let framing_step = !matches!(self.state, State::Data(_));
             let step = match self.state {
                 State::Done => return Ok(Some(self.pos)),
                 State::Size => self.size_line(rest, out.len(), max_body)?,
@@ -77,7 +79,7 @@ impl ChunkedDecoder {
             match step {
                 Some(n) => {
                     self.pos += n;
-                    if !matches!(self.state, State::Data(_)) {
+                    if framing_step {
                         self.framing += n;
                         if self.framing > max_framing {
                             return Err(BAD);
@@ -85,7 +87,7 @@ impl ChunkedDecoder {
                     }
                 }
                 None => {
-                    if self.framing + rest.len() > max_framing && !matches!(self.state, State::Data(_)) {
+                    if framing_step && self.framing + rest.len() > max_framing {
                         return Err(BAD);
                     }
                     return Ok(None);
@@ -173,6 +175,18 @@ mod tests {
         assert_eq!(decode_all(b"ffffffffffffffff\r\n").unwrap_err(), HttpError::BodyTooLarge);
         let two = b"32\r\n01234567890123456789012345678901234567890123456789\r\n33\r\n";
         assert_eq!(decode_all(two).unwrap_err(), HttpError::BodyTooLarge);
+    }
+
+    #[test]
+    fn size_line_extensions_count_as_framing() {
+        // Found by fuzzing: the size line of a non-empty chunk was not counted.
+        let mut body = b"4;".to_vec();
+        body.extend_from_slice(&[b'x'; 100]);
+        body.extend_from_slice(b"\r\nabcd\r\n0\r\n\r\n");
+        let mut d = ChunkedDecoder::default();
+        assert_eq!(d.decode(&body, &mut Vec::new(), 100, 64).unwrap_err(), BAD);
+        let mut d = ChunkedDecoder::default();
+        assert!(d.decode(&body, &mut Vec::new(), 100, 200).unwrap().is_some());
     }
 
     #[test]
