@@ -137,82 +137,49 @@ pub async fn serve<S: Service>(
         done: Vec::with_capacity(4),
         start: 0,
         pending: None,
+        req_started: None,
+        fresh: true,
         peer,
         listener,
         cfg,
         max_buffered: cfg.head.max_head_bytes() + cfg.head.max_body_bytes + cfg.head.max_header_bytes,
     };
-    let mut req_started: Option<Instant> = None;
-    let mut fresh = true;
     // Two clock readings per batch: when its read returned and when its write finished. Every
     // deadline and the metrics derive from them (timeout_at reads no clock).
     let mut batch_t0 = Instant::now();
     loop {
         let next = c.process(&*svc, drain.is_draining(), batch_t0);
-        let mut done_at = batch_t0;
-        if !c.out.is_empty() {
-            let out = std::mem::take(&mut c.out);
-            let deadline = batch_t0 + cfg.keepalive_timeout;
-            match monoio::time::timeout_at(Deadline::from_std(deadline), stream.write_all(out)).await {
-                Ok((Ok(_), mut out)) => {
-                    out.clear();
-                    c.out = out;
-                }
-                _ => return,
-            }
-            done_at = Instant::now();
-        }
-        let elapsed = done_at.saturating_duration_since(batch_t0);
-        for d in c.done.drain(..) {
-            svc.record(d, elapsed);
-        }
+        let Some(done_at) = c.write_batch(&mut stream, &*svc, batch_t0).await else { return };
         if matches!(next, Next::Close) {
             return;
         }
         c.compact();
         let idle = c.rbuf.is_empty();
-        let deadline = if idle {
-            req_started = None;
-            if drain.is_draining() {
-                return;
-            }
-            done_at + if fresh { cfg.header_timeout } else { cfg.keepalive_timeout }
-        } else {
-            let deadline = *req_started.get_or_insert(batch_t0) + cfg.header_timeout;
-            if deadline <= done_at {
-                return c.time_out(&mut stream, &*svc).await;
-            }
-            deadline
+        let deadline = match c.read_deadline(idle, batch_t0, done_at) {
+            _ if idle && drain.is_draining() => return,
+            Ok(d) => d,
+            Err(e) => return c.fail(&mut stream, &*svc, e).await,
         };
         if let Err(e) = c.reserve() {
-            c.done.push(svc.reject(e, &mut c.out));
-            let _ = monoio::time::timeout(cfg.keepalive_timeout, stream.write_all(c.out)).await;
-            return;
+            return c.fail(&mut stream, &*svc, e).await;
         }
-        let len = c.rbuf.len();
-        let cap = c.rbuf.capacity();
-        let buf = std::mem::take(&mut c.rbuf);
-        let read =
-            monoio::time::timeout_at(Deadline::from_std(deadline), stream.read(buf.slice_mut(len..cap)));
-        let res = if idle {
-            monoio::select! {
-                r = read => r,
-                _ = drain.wait() => return,
-            }
-        } else {
-            read.await
-        };
-        match res {
-            Ok((Ok(n), slice)) if n > 0 => {
-                c.rbuf = slice.into_inner();
-                batch_t0 = Instant::now();
-                fresh = false;
-            }
-            Ok(_) => return,
-            Err(_elapsed) if idle => return,
-            Err(_elapsed) => return c.time_out(&mut stream, &*svc).await,
+        match c.read_more(&mut stream, deadline, idle.then_some(&*drain)).await {
+            Read::Data => batch_t0 = Instant::now(),
+            Read::Closed => return,
+            Read::TimedOut if idle => return,
+            Read::TimedOut => return c.fail(&mut stream, &*svc, HttpError::Timeout).await,
         }
     }
+}
+
+/// How a read ended.
+enum Read {
+    /// Bytes arrived.
+    Data,
+    /// The peer closed, an error, or drain (for an idle connection).
+    Closed,
+    /// The deadline passed.
+    TimedOut,
 }
 
 /// The connection's buffers and framing state.
@@ -228,6 +195,10 @@ struct Conn {
     /// Consumed prefix of `rbuf`.
     start: usize,
     pending: Option<Pending>,
+    /// When the first byte of the request in progress arrived (for the header time-out).
+    req_started: Option<Instant>,
+    /// No request has arrived yet: the idle wait is `header_timeout`, not `keepalive_timeout`.
+    fresh: bool,
     peer: SocketAddr,
     listener: ListenerKind,
     cfg: ConnConfig,
@@ -356,13 +327,77 @@ impl Conn {
         Ok(())
     }
 
-    /// The request did not arrive in time: 408, then close.
-    async fn time_out<S: Service>(mut self, stream: &mut TcpStream, svc: &S) {
-        self.done.push(svc.reject(HttpError::Timeout, &mut self.out));
-        let out = std::mem::take(&mut self.out);
-        let _ = monoio::time::timeout(self.cfg.keepalive_timeout, stream.write_all(out)).await;
-        for d in self.done.drain(..) {
-            svc.record(d, Duration::ZERO);
+    /// Writes the batch's answers and records them. Returns when the write finished, or
+    /// `None` if the connection is gone.
+    async fn write_batch<S: Service>(
+        &mut self,
+        stream: &mut TcpStream,
+        svc: &S,
+        t0: Instant,
+    ) -> Option<Instant> {
+        let mut done_at = t0;
+        if !self.out.is_empty() {
+            let out = std::mem::take(&mut self.out);
+            let deadline = Deadline::from_std(t0 + self.cfg.keepalive_timeout);
+            match monoio::time::timeout_at(deadline, stream.write_all(out)).await {
+                Ok((Ok(_), mut out)) => {
+                    out.clear();
+                    self.out = out;
+                }
+                _ => return None,
+            }
+            done_at = Instant::now();
         }
+        let elapsed = done_at.saturating_duration_since(t0);
+        for d in self.done.drain(..) {
+            svc.record(d, elapsed);
+        }
+        Some(done_at)
+    }
+
+    /// When the next read must complete: the idle time-out between requests, or what is left
+    /// of the header time-out of the request in progress (408 once it has passed).
+    fn read_deadline(&mut self, idle: bool, t0: Instant, done_at: Instant) -> Result<Instant, HttpError> {
+        if idle {
+            self.req_started = None;
+            let wait = if self.fresh { self.cfg.header_timeout } else { self.cfg.keepalive_timeout };
+            return Ok(done_at + wait);
+        }
+        let deadline = *self.req_started.get_or_insert(t0) + self.cfg.header_timeout;
+        if deadline <= done_at {
+            return Err(HttpError::Timeout);
+        }
+        Ok(deadline)
+    }
+
+    /// Reads more bytes by `deadline`; an idle connection also gives up when `drain` fires.
+    async fn read_more(&mut self, stream: &mut TcpStream, deadline: Instant, drain: Option<&Drain>) -> Read {
+        let (len, cap) = (self.rbuf.len(), self.rbuf.capacity());
+        let buf = std::mem::take(&mut self.rbuf);
+        let read =
+            monoio::time::timeout_at(Deadline::from_std(deadline), stream.read(buf.slice_mut(len..cap)));
+        let res = match drain {
+            Some(drain) => monoio::select! {
+                r = read => r,
+                _ = drain.wait() => return Read::Closed,
+            },
+            None => read.await,
+        };
+        match res {
+            Ok((Ok(n), slice)) if n > 0 => {
+                self.rbuf = slice.into_inner();
+                self.fresh = false;
+                Read::Data
+            }
+            Ok(_) => Read::Closed,
+            Err(_elapsed) => Read::TimedOut,
+        }
+    }
+
+    /// Answers a protocol error found between reads (408, or a request outgrowing its
+    /// buffer), then the connection closes.
+    async fn fail<S: Service>(mut self, stream: &mut TcpStream, svc: &S, err: HttpError) {
+        self.done.push(svc.reject(err, &mut self.out));
+        let _ = self.write_batch(stream, svc, Instant::now()).await;
     }
 }
