@@ -147,35 +147,52 @@ impl Shard {
         }
     }
 
-    /// Drops the oldest record of the first unreferenced, non-empty bucket under the CLOCK
-    /// hand, clearing reference bits on the way. Two turns of the hand clear every bit, so it
-    /// fails only when the shard is empty (or every swap it tried lost a race).
+    /// Drops one record: the oldest record of the first unreferenced, non-empty bucket under
+    /// the CLOCK hand, clearing reference bits on the way. If two turns of the hand find none
+    /// (concurrent reads keep setting bits, or swaps lose races), the next non-empty bucket
+    /// gives up its oldest record regardless, retrying lost swaps: each loss means another
+    /// writer progressed. Fails only if the shard is empty.
     pub(crate) fn evict_one(&self, guard: &Guard, evicted: &mut Vec<Vec<u8>>) -> bool {
         let n = self.buckets.len();
-        for _ in 0..=2 * n {
+        for _ in 0..2 * n {
             let b = self.hand.fetch_add(1, Ordering::Relaxed) & (n - 1);
             if self.refs[b].load(Ordering::Relaxed) != 0 {
                 self.refs[b].store(0, Ordering::Relaxed);
-                continue;
-            }
-            let slot = &self.buckets[b];
-            let cur = slot.load(Ordering::Acquire, guard);
-            let bytes = as_bytes(cur);
-            let Some(first) = Records::new(bytes).next() else {
-                continue;
-            };
-            let mut next = Vec::with_capacity(bytes.len());
-            entry::copy_without(&mut next, bytes, first.range());
-            if self.publish(slot, cur, &next, guard) {
-                self.len.fetch_sub(1, Ordering::Relaxed);
-                evicted.push(bytes[first.range()].to_vec());
+            } else if self.try_evict_oldest(b, guard, evicted) == Some(true) {
                 return true;
+            }
+        }
+        let start = self.hand.load(Ordering::Relaxed);
+        for b in (start..start + n).map(|b| b & (n - 1)) {
+            while let Some(done) = self.try_evict_oldest(b, guard, evicted) {
+                if done {
+                    return true;
+                }
             }
         }
         false
     }
 
-    /// Updates the count after a successful swap; an insert past the cap evicts one record.
+    /// One attempt to drop bucket `b`'s oldest record: `None` if the bucket is empty,
+    /// `Some(false)` if another writer swapped it first.
+    fn try_evict_oldest(&self, b: usize, guard: &Guard, evicted: &mut Vec<Vec<u8>>) -> Option<bool> {
+        let slot = &self.buckets[b];
+        let cur = slot.load(Ordering::Acquire, guard);
+        let bytes = as_bytes(cur);
+        let first = Records::new(bytes).next()?.range();
+        let mut next = Vec::with_capacity(bytes.len());
+        entry::copy_without(&mut next, bytes, first.clone());
+        if !self.publish(slot, cur, &next, guard) {
+            return Some(false);
+        }
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        evicted.push(bytes[first].to_vec());
+        Some(true)
+    }
+
+    /// Updates the count after a successful swap. An insert that took the count past the cap
+    /// evicts exactly one record, so once concurrent inserts finish the shard is back at its cap
+    /// (never below it because of a race).
     fn count(&self, outcome: Outcome, guard: &Guard, evicted: &mut Vec<Vec<u8>>) {
         match outcome {
             Outcome::Inserted => {
