@@ -63,31 +63,55 @@ pub(crate) fn encode(p: &Profile, out: &mut Vec<u8>) {
 
 /// Parses a stored profile; `None` if it is malformed or breaks an invariant.
 pub(crate) fn decode(bytes: &[u8]) -> Option<Profile> {
+    let mut p = Profile::default();
+    decode_into(bytes, &mut p)?;
+    Some(p)
+}
+
+/// Parses a stored profile into `p`, reusing its buffers (no allocation once they are big
+/// enough). On `None`, `p` holds a partial profile and must not be used.
+pub(crate) fn decode_into(bytes: &[u8], p: &mut Profile) -> Option<()> {
     let mut r = Reader::new(bytes);
     let flags = r.u8()?;
-    let mut p = Profile { last_seen_s: r.u32()?, opted_out: flags & OPTED_OUT != 0, ..Profile::default() };
-    if flags & ECID != 0 {
-        p.ecid = Some(r.u128()?);
-    }
+    p.last_seen_s = r.u32()?;
+    p.opted_out = flags & OPTED_OUT != 0;
+    p.ecid = if flags & ECID != 0 { Some(r.u128()?) } else { None };
+    p.denylist = Denylist::default();
     if flags & DENYLIST != 0 {
         let (window_start_s, count) = (r.varint32()?, r.varint32()?);
         p.denylist = Denylist { window_start_s, count, blocked: flags & BLOCKED != 0 };
     }
-    p.realizations = decode_traits(&mut r)?;
-    p.segments = get_ids(&mut r)?;
-    let seen_day = day_of(p.last_seen_s.into());
-    for _ in 0..r.len()? {
-        let dpid = r.varint32()?;
-        let id = get_str(&mut r)?;
-        let day = seen_day.wrapping_sub(u16::try_from(r.varint()?).ok()?);
-        p.synced.push(SyncedId { dpid, id, day });
-    }
-    increasing(p.synced.iter().map(|s| s.dpid))?;
+    decode_traits(&mut r, &mut p.realizations)?;
+    get_ids(&mut r, &mut p.segments)?;
+    decode_synced(&mut r, day_of(p.last_seen_s.into()), &mut p.synced)?;
+    p.opted_out_customers.clear();
+    p.partner_results.clear();
     if flags & EXTRAS != 0 {
-        p.opted_out_customers = get_ids(&mut r)?;
-        p.partner_results = decode_results(&mut r)?;
+        get_ids(&mut r, &mut p.opted_out_customers)?;
+        decode_results(&mut r, &mut p.partner_results)?;
     }
-    r.is_done().then_some(p)
+    r.is_done().then_some(())
+}
+
+/// Synced IDs into `out`, overwriting its strings in place.
+fn decode_synced(r: &mut Reader<'_>, seen_day: u16, out: &mut Vec<SyncedId>) -> Option<()> {
+    let n = r.len()?;
+    out.truncate(n);
+    for i in 0..n {
+        let dpid = r.varint32()?;
+        let len = r.len()?;
+        let id = std::str::from_utf8(r.bytes(len)?).ok()?;
+        let day = seen_day.wrapping_sub(u16::try_from(r.varint()?).ok()?);
+        match out.get_mut(i) {
+            Some(s) => {
+                (s.dpid, s.day) = (dpid, day);
+                s.id.clear();
+                s.id.push_str(id);
+            }
+            None => out.push(SyncedId { dpid, id: id.to_owned(), day }),
+        }
+    }
+    increasing(out.iter().map(|s| s.dpid))
 }
 
 fn flag(on: bool, bit: u8) -> u8 {
@@ -119,13 +143,13 @@ fn encode_traits(rs: &[Realization], out: &mut Vec<u8>) {
     }
 }
 
-fn decode_traits(r: &mut Reader<'_>) -> Option<Vec<Realization>> {
+fn decode_traits(r: &mut Reader<'_>, out: &mut Vec<Realization>) -> Option<()> {
+    out.clear();
     let traits = r.len()?;
     if traits == 0 {
-        return Some(Vec::new());
+        return Some(());
     }
     let base = r.u16()?;
-    let mut out = Vec::with_capacity(traits);
     let mut trait_id = 0u32;
     for t in 0..traits {
         trait_id = trait_id.checked_add(nonzero_after_first(r.varint32()?, t)?)?;
@@ -140,7 +164,7 @@ fn decode_traits(r: &mut Reader<'_>) -> Option<Vec<Realization>> {
             out.push(Realization { trait_id, day, count });
         }
     }
-    Some(out)
+    Some(())
 }
 
 fn encode_results(rs: &[PartnerResult], out: &mut Vec<u8>) {
@@ -155,15 +179,13 @@ fn encode_results(rs: &[PartnerResult], out: &mut Vec<u8>) {
     }
 }
 
-fn decode_results(r: &mut Reader<'_>) -> Option<Vec<PartnerResult>> {
-    let mut out = Vec::new();
+fn decode_results(r: &mut Reader<'_>, out: &mut Vec<PartnerResult>) -> Option<()> {
     for _ in 0..r.len()? {
         let (dpid, expires_s) = (r.varint32()?, r.u32()?);
         let values = (0..r.len()?).map(|_| get_str(r)).collect::<Option<Vec<_>>>()?;
         out.push(PartnerResult { dpid, expires_s, values });
     }
-    increasing(out.iter().map(|r| r.dpid))?;
-    Some(out)
+    increasing(out.iter().map(|r| r.dpid))
 }
 
 /// A sorted, unique ID list as a count and deltas.
@@ -176,15 +198,15 @@ fn put_ids(out: &mut Vec<u8>, ids: &[u32]) {
     }
 }
 
-fn get_ids(r: &mut Reader<'_>) -> Option<Vec<u32>> {
+fn get_ids(r: &mut Reader<'_>, out: &mut Vec<u32>) -> Option<()> {
+    out.clear();
     let n = r.len()?;
-    let mut out = Vec::with_capacity(n);
     let mut id = 0u32;
     for i in 0..n {
         id = id.checked_add(nonzero_after_first(r.varint32()?, i)?)?;
         out.push(id);
     }
-    Some(out)
+    Some(())
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {

@@ -176,9 +176,14 @@ impl ProfileTable {
     pub fn update<R>(&self, uuid: Uuid, now_s: u64, mut f: impl FnMut(&mut Profile) -> R) -> R {
         let (key, guard) = (uuid.0.to_le_bytes(), self.collector.pin());
         let (mut result, mut evicted) = (None, Vec::new());
+        // Decoded into a per-thread scratch profile whose buffers are reused (taken, not
+        // borrowed, so an update nested in `f` just starts from an empty one).
+        let mut p = SCRATCH.take();
         let mut edit = |old: Option<&[u8]>, out: &mut Vec<u8>| {
             // A stored profile always decodes (we encoded it, restore validated it).
-            let mut p = old.and_then(codec::decode).unwrap_or_default();
+            if old.and_then(|b| codec::decode_into(b, &mut p)).is_none() {
+                p.clear();
+            }
             p.expire(now_s, self.config.history_days);
             result = Some(f(&mut p));
             p.last_seen_s = p.last_seen_s.max(clamp_s(now_s));
@@ -187,6 +192,7 @@ impl ProfileTable {
             Change::Put
         };
         self.profiles.upsert(&key, &guard, &mut edit, &mut evicted);
+        SCRATCH.set(p);
         self.forget_mappings(&evicted, &guard);
         #[allow(clippy::expect_used)]
         result.expect("Shard::upsert runs its closure at least once")
@@ -331,6 +337,11 @@ impl ProfileTable {
 
 /// A walk's visitor: gets each record's map, key and value.
 pub(crate) type Visit<'a, E> = dyn FnMut(Kind, &[u8], &[u8]) -> Result<(), E> + 'a;
+
+thread_local! {
+    /// The profile `update` decodes into, kept per thread so its buffers are reused.
+    static SCRATCH: std::cell::Cell<Profile> = std::cell::Cell::new(Profile::default());
+}
 
 /// Buckets a walk reads under one guard before re-pinning, so reclamation keeps up.
 pub const WALK_REPIN_BUCKETS: usize = 256;

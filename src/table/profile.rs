@@ -212,8 +212,22 @@ impl Profile {
         self.partner_results.retain(|r| u64::from(r.expires_s) > now_s);
     }
 
+    /// Empties the profile, keeping its buffers.
+    pub(crate) fn clear(&mut self) {
+        self.realizations.clear();
+        self.segments.clear();
+        self.synced.clear();
+        self.partner_results.clear();
+        self.opted_out_customers.clear();
+        (self.last_seen_s, self.opted_out, self.ecid) = (0, false, None);
+        self.denylist = Denylist::default();
+    }
+
     /// Keeps at most `max` traits, dropping those last realized longest ago.
     pub(crate) fn cap_traits(&mut self, max: usize) {
+        if self.realizations.len() <= max || self.trait_ids().count() <= max {
+            return;
+        }
         let mut last: Vec<(u16, u32)> = Vec::new();
         for r in &self.realizations {
             match last.last_mut() {

@@ -111,15 +111,15 @@ impl Shard {
         evicted: &mut Vec<Vec<u8>>,
     ) -> Outcome {
         let slot = &self.buckets[b];
-        let (mut val, mut next) = (Vec::new(), Vec::new());
-        loop {
+        let (mut val, mut next) = BUFFERS.take();
+        let outcome = loop {
             let cur = slot.load(Ordering::Acquire, guard);
             let bytes = as_bytes(cur);
             let found = entry::find(bytes, key);
             val.clear();
             next.clear();
             let (outcome, dropped) = match (f(found.map(|r| r.val), &mut val), found) {
-                (Change::Keep, _) | (Change::Remove, None) => return Outcome::Unchanged,
+                (Change::Keep, _) | (Change::Remove, None) => break Outcome::Unchanged,
                 (Change::Remove, Some(r)) => {
                     entry::copy_without(&mut next, bytes, r.range());
                     (Outcome::Removed, None)
@@ -142,9 +142,11 @@ impl Shard {
                 } else {
                     self.count(outcome, guard, evicted);
                 }
-                return outcome;
+                break outcome;
             }
-        }
+        };
+        BUFFERS.set((val, next));
+        outcome
     }
 
     /// Drops one record: the oldest record of the first unreferenced, non-empty bucket under
@@ -252,6 +254,11 @@ impl std::fmt::Debug for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shard").field("buckets", &self.buckets.len()).field("len", &self.len()).finish()
     }
+}
+
+thread_local! {
+    /// An upsert's value and bucket buffers, reused per thread (taken, so nesting is safe).
+    static BUFFERS: std::cell::Cell<(Vec<u8>, Vec<u8>)> = const { std::cell::Cell::new((Vec::new(), Vec::new())) };
 }
 
 /// Copies the bucket into `next` without its oldest record if it is full; returns that
