@@ -58,10 +58,30 @@
 //! Buckets: an 8-byte length header per allocation and about 7% allocator rounding
 //! (mimalloc size classes), shared by about 3–4 records; slot arrays: 9 bytes per bucket
 //! (pointer + CLOCK byte). Estimated 99 + 34 + 10 (rounding) + 4 (headers) + 5 (slots) ≈ 152.
-//! MEASURED_MEMORY
+//! Measured (`cargo bench --bench table -- 1m`, mimalloc wrapped by a counting allocator):
+//! 1M inserts into a table with `max_profiles` = 1M keep 997 043 profiles (per-shard bounds
+//! evict ~0.3% in the fuller shards) and 994 818 declared-ID mappings; **130.6 heap bytes
+//! requested per profile**, **160.1 bytes of RSS growth per profile** (RSS also counts
+//! mimalloc's rounding and free pages, and epoch garbage not yet collected).
 //!
 //! # Performance
-//! MEASURED_SPEED
+//! Measured on the 2-core development VM (AMD EPYC, shared with another benchmark, so absolute
+//! numbers are inflated; compare ratios), `cargo bench --bench table -- --warm-up-time 1
+//! --measurement-time 3`, 100k profiles, random keys, per-operation time per thread:
+//!
+//! | op | threads | table | `RwLock<HashMap>` | `DashMap` |
+//! |---|---|---|---|---|
+//! | get (copy out) | 1 | 614 ns | 584 ns | 516 ns |
+//! | get (copy out) | 2 | 676 ns | 606 ns | 637 ns |
+//! | update (1 realization) | 1 | 971 ns | 344 ns | 356 ns |
+//! | update (1 realization) | 2 | 1.21 µs | 850 ns | 566 ns |
+//!
+//! Gets are on par (all three copy the profile out). Updates cost ~2.7× the locked maps with
+//! one thread: a profile is decoded, edited, re-encoded and copied into a new bucket
+//! allocation, and the old one is retired through the epoch. A profile shows two DRAM misses
+//! (slot, bucket) taking ~80% of the table's own time; the goal of ≤ 200 ns per update is not
+//! reached on this machine. Snapshot of 1M profiles (120 MB, with fsync): 0.29 s; restore
+//! (read, CRC, validate every record, insert): 2.46 s.
 
 #[cfg(test)]
 mod loom_tests;
