@@ -11,6 +11,8 @@
 //!   parts do no IO, so the partner client can reuse them.
 //! * [`pipeline`] — request → response steps: routing, `/event`, `/healthz`, `/metrics`.
 //! * [`identity`] — profile IDs (38-digit UUIDs), the `demdex` cookie; pure, no IO.
+//! * [`table`] — the shared profile table (lock-free reads, RCU writes with epoch reclamation,
+//!   CLOCK eviction) and its snapshot file; no IO except the snapshot thread.
 //! * [`metrics`] — per-core counters and latency histograms, summed only when scraped.
 //! * [`error`] — where errors learn their [`error::Side`] and HTTP status.
 //!
@@ -30,6 +32,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod privacy;
 pub mod runtime;
+pub mod table;
 
 /// The daemon's version, as sent in the `DCS` response header.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

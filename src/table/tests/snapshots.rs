@@ -1,0 +1,114 @@
+//! Snapshot round trips and refusals.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::super::snapshot::{self, SnapshotError};
+use super::super::*;
+use super::{sample, NOW};
+
+fn temp_path(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("dcsd-table-{}-{n}-{name}", std::process::id()))
+}
+
+fn config() -> TableConfig {
+    TableConfig { max_profiles: 10_000, shards: 4, ..TableConfig::default() }
+}
+
+fn filled(profiles: u128) -> ProfileTable {
+    let t = ProfileTable::new(config());
+    for i in 0..profiles {
+        t.update(Uuid(i), NOW, |p| sample(p, i as u32));
+        t.sync_declared(Uuid(i), 20_914, &format!("crm{i:09}"), NOW);
+    }
+    t.update(Uuid(1), NOW, |p| {
+        p.opt_out_globally();
+        p.set_ecid(Some(42));
+        p.denylist.note_request(NOW, 10, 100);
+    });
+    t.map_ecid(42, Uuid(1));
+    t
+}
+
+#[test]
+fn a_snapshot_restores_every_profile_and_mapping() {
+    let (t, path) = (filled(300), temp_path("round-trip"));
+    let written = snapshot::write(&t, &path).unwrap();
+    assert_eq!((written.profiles, written.declared, written.ecids), (300, 300, 1));
+    let (r, read) = snapshot::restore(&path, t.config().clone()).unwrap();
+    assert_eq!(read, written);
+    for i in 0..300u128 {
+        assert_eq!(r.get(Uuid(i), NOW), t.get(Uuid(i), NOW));
+        assert_eq!(r.lookup_declared(20_914, &format!("crm{i:09}")), Some(Uuid(i)));
+    }
+    let p = r.get(Uuid(1), NOW).unwrap();
+    assert!(p.is_opted_out_globally() && p.denylist.count == 1);
+    assert_eq!(r.lookup_ecid(42), Some(Uuid(1)));
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn an_empty_table_round_trips() {
+    let path = temp_path("empty");
+    let t = ProfileTable::new(config());
+    assert_eq!(snapshot::write(&t, &path).unwrap().bytes, 16 + 1 + 8 + 4);
+    assert!(snapshot::restore(&path, config()).unwrap().0.is_empty());
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn every_truncation_is_refused() {
+    let (t, path) = (filled(5), temp_path("truncated"));
+    snapshot::write(&t, &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    for cut in 0..bytes.len() {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let err = snapshot::restore(&path, config()).err();
+        assert!(
+            matches!(err, Some(SnapshotError::Truncated | SnapshotError::Corrupt(_))),
+            "cut {cut}: {err:?}"
+        );
+    }
+    std::fs::write(&path, [&bytes[..], b"x"].concat()).unwrap();
+    assert!(matches!(snapshot::restore(&path, config()), Err(SnapshotError::Corrupt(_))));
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn every_flipped_byte_is_refused() {
+    let (t, path) = (filled(3), temp_path("corrupt"));
+    snapshot::write(&t, &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    for i in 0..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[i] ^= 0x10;
+        std::fs::write(&path, &bad).unwrap();
+        let err = snapshot::restore(&path, config()).err();
+        assert!(err.is_some(), "flip at {i} was loaded");
+        assert!(!err.unwrap().to_string().is_empty());
+    }
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn a_missing_file_is_an_io_error() {
+    let err = snapshot::restore(&temp_path("missing"), config()).err();
+    assert!(matches!(err, Some(SnapshotError::Io(_))), "{err:?}");
+}
+
+#[test]
+fn the_snapshotter_writes_periodically_and_at_stop() {
+    let (t, path) = (std::sync::Arc::new(filled(10)), temp_path("thread"));
+    let s = snapshot::spawn_snapshotter(std::sync::Arc::clone(&t), path.clone(), Duration::from_millis(5))
+        .unwrap();
+    t.update(Uuid(500), NOW, |p| p.realize(1, NOW));
+    let stats = s.stop_and_write_final().unwrap();
+    assert_eq!(stats.profiles, 11);
+    let (r, _) = snapshot::restore(&path, config()).unwrap();
+    assert!(r.contains(Uuid(500)));
+    assert!(!PathBuf::from(format!("{}.tmp", path.display())).exists());
+    std::fs::remove_file(path).unwrap();
+}
