@@ -93,7 +93,7 @@ fn reload(server: &Server) {
     match load_taxonomy(&shared.config.taxonomy_source) {
         Ok(t) => {
             let c = t.counts();
-            shared.taxonomy.store(std::sync::Arc::new(t));
+            shared.swap_taxonomy(std::sync::Arc::new(t));
             log!(
                 Info,
                 "reloaded taxonomy: {} traits, {} segments, {} destinations",

@@ -29,7 +29,7 @@ fn expect_close_with(d: &Daemon, raw: &[u8], status: u16) -> Response {
 #[test]
 fn status_400_malformed_request_line_and_header() {
     each_driver(|d| {
-        expect_close_with(d, b"GET /event HTTP/1.1 extra\r\nHost: a\r\n\r\n", 400);
+        expect_close_with(d, b"GET /event HTTP/1.1 extra\r\nHost: localhost\r\n\r\n", 400);
         expect_close_with(d, b"GET /event HTTP/1.1\r\nHost a\r\n\r\n", 400);
         expect_close_with(d, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400);
     });
@@ -38,7 +38,7 @@ fn status_400_malformed_request_line_and_header() {
 #[test]
 fn status_400_obs_fold() {
     each_driver(|d| {
-        expect_close_with(d, b"GET /event HTTP/1.1\r\nHost: a\r\nX-Long: a\r\n b\r\n\r\n", 400);
+        expect_close_with(d, b"GET /event HTTP/1.1\r\nHost: localhost\r\nX-Long: a\r\n b\r\n\r\n", 400);
     });
 }
 
@@ -46,9 +46,9 @@ fn status_400_obs_fold() {
 fn status_400_bad_chunk_framing() {
     each_driver(|d| {
         let raw =
-            b"POST /event HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n";
+            b"POST /event HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n";
         expect_close_with(d, raw, 400);
-        let raw = b"POST /event HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n";
+        let raw = b"POST /event HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n";
         expect_close_with(d, raw, 400);
     });
 }
@@ -63,7 +63,7 @@ fn status_400_http11_without_host() {
 #[test]
 fn status_400_content_length_with_transfer_encoding() {
     each_driver(|d| {
-        let raw = b"POST /event HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let raw = b"POST /event HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
         expect_close_with(d, raw, 400);
     });
 }
@@ -71,7 +71,8 @@ fn status_400_content_length_with_transfer_encoding() {
 #[test]
 fn status_400_two_different_content_lengths() {
     each_driver(|d| {
-        let raw = b"POST /event HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab";
+        let raw =
+            b"POST /event HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab";
         expect_close_with(d, raw, 400);
     });
 }
@@ -79,7 +80,7 @@ fn status_400_two_different_content_lengths() {
 #[test]
 fn status_414_uri_too_long() {
     each_driver(|d| {
-        let raw = format!("GET /event?x={} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(8200));
+        let raw = format!("GET /event?x={} HTTP/1.1\r\nHost: localhost\r\n\r\n", "a".repeat(8200));
         expect_close_with(d, raw.as_bytes(), 414);
     });
 }
@@ -87,7 +88,7 @@ fn status_414_uri_too_long() {
 #[test]
 fn status_431_header_block_too_large() {
     each_driver(|d| {
-        let raw = format!("GET /event HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "b".repeat(17000));
+        let raw = format!("GET /event HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n", "b".repeat(17000));
         expect_close_with(d, raw.as_bytes(), 431);
     });
 }
@@ -96,11 +97,11 @@ fn status_431_header_block_too_large() {
 fn status_431_more_than_64_headers() {
     each_driver(|d| {
         let many: String = (0..65).map(|i| format!("X-H{i}: v\r\n")).collect();
-        let raw = format!("GET /event HTTP/1.1\r\nHost: a\r\n{many}\r\n");
+        let raw = format!("GET /event HTTP/1.1\r\nHost: localhost\r\n{many}\r\n");
         expect_close_with(d, raw.as_bytes(), 431);
         // 64 headers are fine.
         let ok: String = (0..63).map(|i| format!("X-H{i}: v\r\n")).collect();
-        let r = d.request(format!("GET /event HTTP/1.1\r\nHost: a\r\n{ok}\r\n").as_bytes());
+        let r = d.request(format!("GET /event HTTP/1.1\r\nHost: localhost\r\n{ok}\r\n").as_bytes());
         assert_eq!(r.status, 200);
     });
 }
@@ -108,9 +109,10 @@ fn status_431_more_than_64_headers() {
 #[test]
 fn status_413_body_too_large() {
     each_driver(|d| {
-        let raw = b"POST /event HTTP/1.1\r\nHost: a\r\nContent-Length: 40000\r\n\r\n";
+        let raw = b"POST /event HTTP/1.1\r\nHost: localhost\r\nContent-Length: 40000\r\n\r\n";
         expect_close_with(d, raw, 413);
-        let mut chunked = b"POST /event HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let mut chunked =
+            b"POST /event HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         for _ in 0..5 {
             chunked.extend_from_slice(b"2000\r\n");
             chunked.extend_from_slice(&[b'a'; 0x2000]);
@@ -123,9 +125,14 @@ fn status_413_body_too_large() {
 #[test]
 fn status_405_with_allow() {
     each_driver(|d| {
-        let r = expect_close_with(d, b"PUT /event HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 405);
+        let r =
+            expect_close_with(d, b"PUT /event HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n", 405);
         assert_eq!(r.header("allow"), Some("GET, HEAD, POST, OPTIONS"));
-        let r = expect_close_with(d, b"POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 405);
+        let r = expect_close_with(
+            d,
+            b"POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
+            405,
+        );
         assert_eq!(r.header("allow"), Some("GET, HEAD"));
     });
 }
@@ -133,8 +140,8 @@ fn status_405_with_allow() {
 #[test]
 fn status_404_unknown_path() {
     each_driver(|d| {
-        expect_close_with(d, b"GET /nope HTTP/1.1\r\nHost: a\r\n\r\n", 404);
-        expect_close_with(d, b"GET /events HTTP/1.1\r\nHost: a\r\n\r\n", 404);
+        expect_close_with(d, b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n", 404);
+        expect_close_with(d, b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n", 404);
     });
 }
 
@@ -143,11 +150,11 @@ fn pipelined_requests_are_answered_in_order() {
     each_driver(|d| {
         let mut r = Reader::new(connect(d.addr));
         r.send(
-            b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n\
-              GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n\
-              POST /event HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\nd_rtbd=json\
-              HEAD /event HTTP/1.1\r\nHost: a\r\n\r\n\
-              GET /event?d_rtbd=json HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            b"GET /event HTTP/1.1\r\nHost: localhost\r\n\r\n\
+              GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n\
+              POST /event HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\nd_rtbd=json\
+              HEAD /event HTTP/1.1\r\nHost: localhost\r\n\r\n\
+              GET /event?d_rtbd=json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         );
         let a = r.response(false).unwrap();
         assert_eq!((a.status, a.header("content-type")), (200, Some("image/gif")));
@@ -169,7 +176,7 @@ fn keep_alive_reuses_the_connection() {
     each_driver(|d| {
         let mut r = Reader::new(connect(d.addr));
         for _ in 0..5 {
-            r.send(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n");
+            r.send(b"GET /event HTTP/1.1\r\nHost: localhost\r\n\r\n");
             let resp = r.response(false).unwrap();
             assert_eq!(resp.status, 200);
             assert_eq!(resp.body.len(), 43);
@@ -223,7 +230,7 @@ fn pixel_answer_has_the_contract_headers() {
 fn head_is_get_without_a_body() {
     each_driver(|d| {
         let mut r = Reader::new(connect(d.addr));
-        r.send(b"HEAD /event HTTP/1.1\r\nHost: a\r\n\r\nGET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+        r.send(b"HEAD /event HTTP/1.1\r\nHost: localhost\r\n\r\nGET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
         let h = r.response(true).unwrap();
         assert_eq!((h.status, h.header("content-length")), (200, Some("43")));
         assert!(h.body.is_empty());
@@ -255,7 +262,7 @@ fn json_mode_fields_and_identity() {
         // d_uuid wins over the cookie.
         let other = "00000000000000000000000000000000000042";
         let raw = format!(
-            "GET /event?d_rtbd=json&d_uuid={other} HTTP/1.1\r\nHost: a\r\nCookie: demdex={uuid}\r\n\r\n"
+            "GET /event?d_rtbd=json&d_uuid={other} HTTP/1.1\r\nHost: localhost\r\nCookie: demdex={uuid}\r\n\r\n"
         );
         let r3 = d.request(raw.as_bytes());
         assert!(r3.body_str().contains(&format!("\"uuid\":\"{other}\"")));
@@ -266,10 +273,10 @@ fn json_mode_fields_and_identity() {
 #[test]
 fn jsonp_and_bad_callback() {
     let d = Daemon::start("uring", "");
-    let r = d.request(b"GET /event?d_rtbd=json&d_cb=jQuery_1.cb HTTP/1.1\r\nHost: a\r\n\r\n");
+    let r = d.request(b"GET /event?d_rtbd=json&d_cb=jQuery_1.cb HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(r.header("content-type"), Some("application/javascript"));
     assert!(r.body_str().starts_with("jQuery_1.cb({\"stuff\":[]") && r.body_str().ends_with("})"));
-    let r = d.request(b"GET /event?d_rtbd=json&d_cb=alert(1) HTTP/1.1\r\nHost: a\r\n\r\n");
+    let r = d.request(b"GET /event?d_rtbd=json&d_cb=alert(1) HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.header("x-error"), Some("311"));
     assert!(r
@@ -280,7 +287,7 @@ fn jsonp_and_bad_callback() {
 #[test]
 fn coppa_sets_no_cookie() {
     let d = Daemon::start("uring", "");
-    let r = d.request(b"GET /event?d_coppa=1 HTTP/1.1\r\nHost: a\r\nCookie: demdex=12345678901234567890123456789012345678\r\n\r\n");
+    let r = d.request(b"GET /event?d_coppa=1 HTTP/1.1\r\nHost: localhost\r\nCookie: demdex=12345678901234567890123456789012345678\r\n\r\n");
     assert_eq!(r.status, 200);
     assert!(r.header("set-cookie").is_none());
 }
@@ -288,7 +295,7 @@ fn coppa_sets_no_cookie() {
 #[test]
 fn chunked_post_body_pairs_are_read() {
     each_driver(|d| {
-        let raw = b"POST /event HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+        let raw = b"POST /event HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\
                     Transfer-Encoding: chunked\r\n\r\n4;x=y\r\nd_rt\r\n7\r\nbd=json\r\n0\r\nTrailer: 1\r\n\r\n";
         let r = d.request(raw);
         assert_eq!(r.header("content-type"), Some("application/json"), "{r:?}");
@@ -299,7 +306,7 @@ fn chunked_post_body_pairs_are_read() {
 fn expect_100_continue() {
     let d = Daemon::start("uring", "");
     let mut r = Reader::new(connect(d.addr));
-    r.send(b"POST /event HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\n");
+    r.send(b"POST /event HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\n");
     let cont = r.response(false).unwrap();
     assert_eq!(cont.status, 100);
     r.send(b"d_rtbd=json");
@@ -310,12 +317,12 @@ fn expect_100_continue() {
 #[test]
 fn cors_and_preflight() {
     each_driver(|d| {
-        let r = d.request(b"GET /event HTTP/1.1\r\nHost: a\r\nOrigin: https://shop.example\r\n\r\n");
+        let r = d.request(b"GET /event HTTP/1.1\r\nHost: localhost\r\nOrigin: https://shop.example\r\n\r\n");
         assert_eq!(r.header("access-control-allow-origin"), Some("https://shop.example"));
         assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
         assert_eq!(r.header("vary"), Some("Origin"));
         let r = d.request(
-            b"OPTIONS /event HTTP/1.1\r\nHost: a\r\nOrigin: https://shop.example\r\nAccess-Control-Request-Method: POST\r\n\r\n",
+            b"OPTIONS /event HTTP/1.1\r\nHost: localhost\r\nOrigin: https://shop.example\r\nAccess-Control-Request-Method: POST\r\n\r\n",
         );
         assert_eq!(r.status, 204);
         assert_eq!(r.header("access-control-allow-methods"), Some("GET, POST, OPTIONS"));
@@ -330,9 +337,9 @@ fn cors_and_preflight() {
 fn metrics_count_requests_by_route_and_status() {
     let d = Daemon::start("uring", "");
     for _ in 0..3 {
-        d.request(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n");
+        d.request(b"GET /event HTTP/1.1\r\nHost: localhost\r\n\r\n");
     }
-    d.request(b"GET /nope HTTP/1.1\r\nHost: a\r\n\r\n");
+    d.request(b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n");
     d.request(b"GET / HTTP/1.1\r\n\r\n");
     assert_eq!(d.metric("dcsd_http_requests_total{route=\"event\",status=\"200\"}"), 3);
     assert_eq!(d.metric("dcsd_http_requests_total{route=\"not_found\",status=\"404\"}"), 1);
@@ -360,7 +367,7 @@ fn bad_escape_is_311_with_no_cookie_and_no_uuid() {
         assert!(r.header("set-cookie").is_none());
         // In a form body too.
         let r = d.request(
-            b"POST /event?d_rtbd=json HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 6\r\n\r\nc_b=%1",
+            b"POST /event?d_rtbd=json HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 6\r\n\r\nc_b=%1",
         );
         assert_eq!(r.header("x-error"), Some("311"));
     });
@@ -369,7 +376,7 @@ fn bad_escape_is_311_with_no_cookie_and_no_uuid() {
 #[test]
 fn invalid_d_uuid_is_102_and_a_new_uuid() {
     let d = Daemon::start("uring", "");
-    let r = d.request(b"GET /event?d_rtbd=json&d_uuid=123 HTTP/1.1\r\nHost: a\r\n\r\n");
+    let r = d.request(b"GET /event?d_rtbd=json&d_uuid=123 HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(r.header("x-error"), Some("102"));
     let body = r.body_str();
     assert!(body.contains("{\"code\":102,\"msg\":\"Invalid AAM ID passed in request 123\"}"), "{body}");
@@ -380,6 +387,60 @@ fn invalid_d_uuid_is_102_and_a_new_uuid() {
 #[test]
 fn escaped_control_values_are_decoded() {
     let d = Daemon::start("uring", "");
-    let r = d.request(b"GET /event?d%5Frtbd=%6Ason HTTP/1.1\r\nHost: a\r\n\r\n");
+    let r = d.request(b"GET /event?d%5Frtbd=%6Ason HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(r.header("content-type"), Some("application/json"));
+}
+
+#[test]
+fn unknown_host_is_error_1_and_invalid() {
+    each_driver(|d| {
+        let r = d.request(b"GET /event?d_rtbd=json HTTP/1.1\r\nHost: Nowhere.Example:8080\r\n\r\n");
+        assert_eq!((r.status, r.header("x-error")), (200, Some("1")));
+        assert!(r.header("set-cookie").is_none());
+        let body = r.body_str();
+        assert!(body.starts_with("{\"stuff\":[],\"dcs_region\":7,\"tid\":\""), "{body}");
+        assert!(
+            body.ends_with(
+                ",\"errors\":[{\"code\":1,\"msg\":\"Could not find config for hostname: Nowhere.Example\"}]}"
+            ),
+            "{body}"
+        );
+        // Host names match case-insensitively and without the port.
+        let r = d.request(b"GET /event HTTP/1.1\r\nHost: LOCALHOST:9\r\n\r\n");
+        assert!(r.header("x-error").is_none());
+        assert!(r.header("set-cookie").is_some());
+    });
+}
+
+#[test]
+fn missing_host_in_http10_is_error_100() {
+    let d = Daemon::start("uring", "");
+    let r = d.request(b"GET /event?d_rtbd=json HTTP/1.0\r\n\r\n");
+    assert_eq!(r.header("x-error"), Some("100"));
+    assert!(r.body_str().contains("{\"code\":100,\"msg\":\"Could not retrieve host name for the request\"}"));
+    assert!(!r.body_str().contains("\"uuid\""));
+}
+
+#[test]
+fn unknown_org_is_error_2_and_bad_ecid_is_101() {
+    let d = Daemon::start("uring", "");
+    let r = d.request(b"GET /event?d_rtbd=json&d_orgid=NOPE%40AdobeOrg HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(r.header("x-error"), Some("2"));
+    let body = r.body_str();
+    assert!(body.contains("{\"code\":2,\"msg\":\"Invalid d_orgid value (could not find a config for this org id): NOPE@AdobeOrg\"}"), "{body}");
+    assert!(!body.contains("\"uuid\"") && r.header("set-cookie").is_none());
+    // A known org is fine; a bad d_mid is reported and ignored (the request stays valid).
+    let r = d.request(
+        b"GET /event?d_rtbd=json&d_orgid=ACME%40AdobeOrg&d_mid=12x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert_eq!(r.header("x-error"), Some("101"));
+    let body = r.body_str();
+    assert!(
+        body.contains("\"uuid\"")
+            && body.contains("{\"code\":101,\"msg\":\"Invalid Experience Cloud id passed in 12x\"}"),
+        "{body}"
+    );
+    // Errors keep the order they arose in.
+    let r = d.request(b"GET /event?d_rtbd=json&d_uuid=1&d_mid=2 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(r.header("x-error"), Some("102,101"));
 }

@@ -34,7 +34,22 @@ pub struct Taxonomy {
     /// Destinations.
     #[serde(default)]
     pub destinations: Vec<Destination>,
+    /// Lookups built after validation (host → customer, org → customer).
+    #[serde(skip)]
+    pub index: Index,
 }
+
+/// Lookups over a validated taxonomy, built once per load.
+#[derive(Debug, Default)]
+pub struct Index {
+    /// Lower-case host name → customer ID.
+    hosts: rustc_hash::FxHashMap<Box<[u8]>, u32>,
+    /// Experience Cloud org ID → customer ID.
+    orgs: rustc_hash::FxHashMap<Box<[u8]>, u32>,
+}
+
+/// Longest host name looked up (DNS names are at most 253 bytes).
+const MAX_HOST_BYTES: usize = 255;
 
 /// A customer.
 #[derive(Debug, Deserialize)]
@@ -310,10 +325,33 @@ impl Taxonomy {
             .map_err(|e| vec![format!("$.{}: {}", e.path(), e.inner())])?;
         let errors = tax.validate();
         if errors.is_empty() {
+            let mut tax = tax;
+            tax.index = Index::build(&tax);
             Ok(tax)
         } else {
             Err(errors)
         }
+    }
+
+    /// The customer whose hosts include `host` (matched case-insensitively; pass it without
+    /// the port).
+    pub fn customer_for_host(&self, host: &[u8]) -> Option<u32> {
+        if !host.iter().any(u8::is_ascii_uppercase) {
+            return self.index.hosts.get(host).copied(); // the common case: no copy
+        }
+        if host.len() > MAX_HOST_BYTES {
+            return None;
+        }
+        let mut lower = [0u8; MAX_HOST_BYTES];
+        let lower = &mut lower[..host.len()];
+        lower.copy_from_slice(host);
+        lower.make_ascii_lowercase();
+        self.index.hosts.get(&*lower).copied()
+    }
+
+    /// The customer of an Experience Cloud org ID (`d_orgid`).
+    pub fn customer_for_org(&self, org: &[u8]) -> Option<u32> {
+        self.index.orgs.get(org).copied()
     }
 
     /// The counts `--check` prints.
@@ -332,7 +370,13 @@ impl Taxonomy {
         let mut errs = Vec::new();
         let customers = unique(&mut errs, "customers", self.customers.iter().map(|c| c.id));
         let mut hosts = FxHashSet::default();
+        let mut orgs = FxHashSet::default();
         for (i, c) in self.customers.iter().enumerate() {
+            for (j, o) in c.orgs.iter().enumerate() {
+                if o.is_empty() || !orgs.insert(o.as_str()) {
+                    errs.push(format!("$.customers[{i}].orgs[{j}]: empty or duplicate org {o:?}"));
+                }
+            }
             for (j, h) in c.hosts.iter().enumerate() {
                 if h.is_empty() || !hosts.insert(h.to_ascii_lowercase()) {
                     errs.push(format!("$.customers[{i}].hosts[{j}]: empty or duplicate host {h:?}"));
@@ -424,6 +468,23 @@ impl Taxonomy {
     }
 }
 
+// === impl Index ===
+
+impl Index {
+    fn build(t: &Taxonomy) -> Index {
+        let mut index = Index::default();
+        for c in &t.customers {
+            for h in &c.hosts {
+                index.hosts.insert(h.to_ascii_lowercase().into_bytes().into(), c.id);
+            }
+            for o in &c.orgs {
+                index.orgs.insert(o.as_bytes().into(), c.id);
+            }
+        }
+        index
+    }
+}
+
 /// Records duplicates of `kind` and returns the set of IDs.
 fn unique<T: Into<u64>>(errs: &mut Vec<String>, kind: &str, ids: impl Iterator<Item = T>) -> FxHashSet<u64> {
     let mut seen = FxHashSet::default();
@@ -456,6 +517,17 @@ mod tests {
         let t = Taxonomy::parse(DEMO_JSON.as_bytes()).expect("demo taxonomy");
         let c = t.counts();
         assert_eq!((c.data_sources, c.traits, c.segments, c.destinations), (2, 4, 2, 2));
+    }
+
+    #[test]
+    fn hosts_and_orgs_resolve() {
+        let t = Taxonomy::parse(DEMO_JSON.as_bytes()).unwrap();
+        assert_eq!(t.customer_for_host(b"LocalHost"), Some(1));
+        assert_eq!(t.customer_for_host(b"acme.dcs.example"), Some(1));
+        assert_eq!(t.customer_for_host(b"other.example"), None);
+        assert_eq!(t.customer_for_host(&[b'a'; 300]), None);
+        assert_eq!(t.customer_for_org(b"ACME@AdobeOrg"), Some(1));
+        assert_eq!(t.customer_for_org(b"acme@adobeorg"), None);
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Dcs {
     ok_head: Box<[u8]>,
     /// The `demdex` cookie attributes after the value, with the line end.
     cookie_attrs: Box<[u8]>,
+    /// This core's copy of the current taxonomy and the generation it was loaded at.
+    taxonomy: RefCell<(u64, Arc<crate::config::Taxonomy>)>,
     /// The pair decoder, reused by every request on this core.
     pairs: RefCell<params::Pairs>,
     /// Scratch for response bodies whose length must be known before the headers.
@@ -100,11 +102,23 @@ impl Dcs {
             ok_head: format!("HTTP/1.1 200 OK\r\n{common}").into_bytes().into(),
             common_headers: common.into_bytes().into(),
             cookie_attrs: attrs.into_bytes().into(),
+            taxonomy: RefCell::new((0, shared.taxonomy.load_full())),
             pairs: RefCell::new(params::Pairs::default()),
             scratch: RefCell::new(Vec::with_capacity(512)),
             open: Cell::new(0),
             shared,
         }
+    }
+
+    /// The current taxonomy: this core's cached copy, re-loaded after a reload. A borrow, not
+    /// an `Arc` clone, so requests never touch the shared reference count; it must not be held
+    /// across an `.await` (handlers do not await).
+    pub fn taxonomy(&self) -> std::cell::Ref<'_, crate::config::Taxonomy> {
+        let generation = self.shared.taxonomy_generation.load(Ordering::Acquire);
+        if self.taxonomy.borrow().0 != generation {
+            *self.taxonomy.borrow_mut() = (generation, self.shared.taxonomy.load_full());
+        }
+        std::cell::Ref::map(self.taxonomy.borrow(), |(_, t)| &**t)
     }
 
     /// Process-wide state.

@@ -270,6 +270,10 @@ pub struct Control<'a> {
     pub uuid: Option<&'a [u8]>,
     /// `d_coppa=1`
     pub coppa: bool,
+    /// `d_mid`: the Experience Cloud ID.
+    pub mid: Option<&'a [u8]>,
+    /// `d_orgid`
+    pub orgid: Option<&'a [u8]>,
 }
 
 // === impl Control ===
@@ -282,6 +286,8 @@ impl<'a> Control<'a> {
             callback: v.raw_first(b"d_cb"),
             uuid: v.first(b"d_uuid"),
             coppa: v.first(b"d_coppa") == Some(b"1"),
+            mid: v.first(b"d_mid"),
+            orgid: v.raw_first(b"d_orgid"),
         }
     }
 

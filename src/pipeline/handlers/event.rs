@@ -47,6 +47,51 @@ fn resolve_uuid(
     from_param.or_else(from_cookie).unwrap_or_else(|| Uuid::generate_with_digits(&mut *dcs.rng.borrow_mut()))
 }
 
+/// The host's customer (http-api §6.5): error 100 without a `Host` (HTTP/1.0), 1 for an unknown
+/// host, 2 for a `d_orgid` the taxonomy does not know. Any of them makes the request invalid.
+fn check_host_and_org(
+    dcs: &Dcs,
+    req: &Request<'_>,
+    ctl: &Control<'_>,
+    errors: &mut Vec<DcsError>,
+) -> Option<u32> {
+    let taxonomy = dcs.taxonomy();
+    let Some(host) = req.head.host.map(|h| host_without_port(h.get(req.buf))) else {
+        errors.push(DcsError { code: 100, msg: "Could not retrieve host name for the request".into() });
+        return None;
+    };
+    let Some(customer) = taxonomy.customer_for_host(host) else {
+        let msg = format!("Could not find config for hostname: {}", String::from_utf8_lossy(host));
+        errors.push(DcsError { code: 1, msg });
+        return None;
+    };
+    if let Some(org) = ctl.orgid.filter(|o| taxonomy.customer_for_org(o).is_none()) {
+        let msg = format!(
+            "Invalid d_orgid value (could not find a config for this org id): {}",
+            String::from_utf8_lossy(org)
+        );
+        errors.push(DcsError { code: 2, msg });
+        return None;
+    }
+    Some(customer)
+}
+
+/// `d_mid` must be 38 ASCII digits; otherwise error 101 and it is ignored (http-api §4).
+fn check_ecid(ctl: &Control<'_>, errors: &mut Vec<DcsError>) {
+    if let Some(mid) = ctl.mid.filter(|m| Uuid::parse(m).is_none()) {
+        let msg = format!("Invalid Experience Cloud id passed in {}", String::from_utf8_lossy(mid));
+        errors.push(DcsError { code: 101, msg });
+    }
+}
+
+/// `host[:port]` or `[v6]:port` → the host part (http-api §6.5: matched without the port).
+fn host_without_port(h: &[u8]) -> &[u8] {
+    if h.first() == Some(&b'[') {
+        return h.iter().position(|&b| b == b']').map_or(h, |i| &h[..=i]);
+    }
+    h.iter().position(|&b| b == b':').map_or(h, |i| &h[..i])
+}
+
 /// A DCS error for the response (`errors` and `X-Error`).
 struct DcsError {
     code: u16,
@@ -70,8 +115,12 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
             (Control::scan_raw(query, form), false)
         }
     };
-    // An invalid request (311) gets no profile ID and no cookie (http-api §3.2, §6.5).
+    let valid = valid && check_host_and_org(dcs, req, &ctl, &mut errors).is_some();
+    // An invalid request (311, 1, 100, 2) gets no profile ID and no cookie (http-api §6.5).
     let digits = valid.then(|| resolve_uuid(dcs, req, &ctl, &mut errors).1);
+    if valid {
+        check_ecid(&ctl, &mut errors);
+    }
 
     let mut scratch = dcs.scratch.borrow_mut();
     scratch.clear();
@@ -227,6 +276,14 @@ fn preflight(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(host_without_port(b"acme.example:8080"), b"acme.example");
+        assert_eq!(host_without_port(b"acme.example"), b"acme.example");
+        assert_eq!(host_without_port(b"[::1]:80"), b"[::1]");
+        assert_eq!(host_without_port(b"[::1"), b"[::1");
+    }
 
     #[test]
     fn json_strings_are_escaped() {
