@@ -280,3 +280,54 @@ fn systemd_is_notified_ready_and_stopping() {
     assert_eq!(&buf[..n], b"STOPPING=1");
     assert!(d.wait_exit(Duration::from_secs(10)).success());
 }
+
+#[test]
+fn snapshot_is_written_restored_and_a_corrupt_one_refused() {
+    let dir = temp_dir();
+    let snap = dir.0.join("profiles.snap");
+    let cfg = dir.0.join("dcsd.toml");
+    let toml = format!(
+        "[store]\nsnapshot_path = \"{}\"\nsnapshot_interval_s = 1\nmax_profiles = 10000\n",
+        snap.display()
+    );
+    std::fs::write(&cfg, toml).unwrap();
+    let args = ["--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0", "--threads", "1"];
+
+    // No file yet: start empty; the snapshotter writes one within its interval.
+    let mut d = Daemon::spawn(&args);
+    assert!(d.log().iter().any(|l| l.contains("no snapshot at")), "{:?}", d.log());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !snap.exists() {
+        assert!(Instant::now() < deadline, "periodic snapshot never written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(d.metric("dcsd_profiles"), 0);
+    d.signal("TERM");
+    assert!(d.wait_exit(Duration::from_secs(10)).success());
+    assert!(d.log().iter().any(|l| l.contains("snapshot written: 0 profiles")), "{:?}", d.log());
+
+    // Restart: restored before serving.
+    let mut d = Daemon::spawn(&args);
+    assert!(d.log().iter().any(|l| l.contains("restored 0 profiles from")), "{:?}", d.log());
+    d.signal("TERM");
+    assert!(d.wait_exit(Duration::from_secs(10)).success());
+
+    // A torn file and a corrupted one are refused with one line; the daemon starts empty.
+    let good = std::fs::read(&snap).unwrap();
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x55;
+    for (what, bytes) in [("truncated", &good[..good.len() - 3]), ("corrupt", &flipped[..])] {
+        std::fs::write(&snap, bytes).unwrap();
+        let mut d = Daemon::spawn(&args);
+        let refused: Vec<String> = d.log().into_iter().filter(|l| l.contains("refused")).collect();
+        assert_eq!(refused.len(), 1, "{what}: {:?}", d.log());
+        assert!(
+            refused[0].contains(what) && refused[0].contains("starting with an empty profile table"),
+            "{refused:?}"
+        );
+        assert_eq!(d.request(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").status, 200);
+        d.signal("TERM");
+        assert!(d.wait_exit(Duration::from_secs(10)).success());
+    }
+}

@@ -134,9 +134,6 @@ impl Config {
         if !self.eventlog.dir.is_empty() {
             v.push("eventlog.dir (the event log is not implemented yet; nothing is written)");
         }
-        if !self.store.snapshot_path.is_empty() {
-            v.push("store.snapshot_path (profile snapshots are not implemented yet)");
-        }
         if self.rate_limit.per_ip_rps != 0 {
             v.push("rate_limit.per_ip_rps (rate limiting is not implemented yet)");
         }

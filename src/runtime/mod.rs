@@ -23,6 +23,8 @@ use crossbeam_utils::CachePadded;
 use crate::config::{Config, Driver, Taxonomy};
 use crate::http::conn::ListenerKind;
 use crate::metrics::Registry;
+use crate::table::snapshot::{self, Snapshotter};
+use crate::table::{ProfileTable, TableConfig};
 
 /// State shared by all cores. Read-mostly; the only writes are the connection count, the
 /// drain flag and the taxonomy swap on reload.
@@ -40,6 +42,8 @@ pub struct Shared {
     pub open_conns: CachePadded<AtomicUsize>,
     /// Set once by `main` when draining starts.
     pub draining: AtomicBool,
+    /// Every profile and ID mapping (the only shared mutable state on the request path).
+    pub table: Arc<ProfileTable>,
 }
 
 // === impl Shared ===
@@ -51,9 +55,16 @@ impl Shared {
         self.taxonomy_generation.fetch_add(1, Ordering::Release);
     }
 
-    /// State for `threads` workers.
+    /// State for `threads` workers, with an empty profile table.
     pub fn new(config: Config, threads: usize) -> Shared {
+        let table = Arc::new(ProfileTable::new(table_config(&config)));
+        Shared::with_table(config, threads, table)
+    }
+
+    /// State for `threads` workers around an existing (restored) table.
+    pub fn with_table(config: Config, threads: usize, table: Arc<ProfileTable>) -> Shared {
         Shared {
+            table,
             taxonomy: ArcSwap::new(config.taxonomy.clone()),
             taxonomy_generation: CachePadded::new(AtomicU64::new(0)),
             config: Arc::new(config),
@@ -80,6 +91,8 @@ pub struct Server {
     addrs: Vec<SocketAddr>,
     admin_addrs: Vec<SocketAddr>,
     driver: IoDriver,
+    /// Writes the table every `store.snapshot_interval_s` (when `store.snapshot_path` is set).
+    snapshotter: Option<Snapshotter>,
 }
 
 /// Why the server could not start.
@@ -103,6 +116,8 @@ impl Server {
     /// A socket that cannot be bound, io_uring forced but unavailable, or a worker that fails
     /// to start its runtime.
     pub fn start(config: Config) -> Result<Server, StartError> {
+        // The snapshot is restored before any socket is bound.
+        let table = Arc::new(restore_table(&config));
         let cpus = allowed_cpus();
         let threads = if config.server.threads == 0 { cpus.len() } else { config.server.threads };
         let driver = choose_driver(config.server.driver)?;
@@ -128,7 +143,8 @@ impl Server {
                 }
             }
         }
-        let shared = Arc::new(Shared::new(config, threads));
+        let snapshotter = start_snapshotter(&config, &table)?;
+        let shared = Arc::new(Shared::with_table(config, threads, table));
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut workers = Vec::with_capacity(threads);
         for (i, listeners) in sockets.into_iter().enumerate() {
@@ -154,7 +170,7 @@ impl Server {
                 Err(_) => return Err(StartError("a worker exited during start-up".into())),
             }
         }
-        Ok(Server { shared, workers, addrs, admin_addrs, driver })
+        Ok(Server { shared, workers, addrs, admin_addrs, driver, snapshotter })
     }
 
     /// The public listeners' addresses (port 0 resolved).
@@ -199,8 +215,64 @@ impl Server {
                 let _ = w.join();
             }
         }
+        if let Some(s) = self.snapshotter {
+            match s.stop_and_write_final() {
+                Ok(st) => crate::log!(Info, "snapshot written: {} profiles, {} bytes", st.profiles, st.bytes),
+                Err(e) => crate::log!(Error, "final snapshot failed: {e}"),
+            }
+        }
         all
     }
+}
+
+/// `[store]` (and the taxonomy's trait TTL) as table limits.
+fn table_config(config: &Config) -> TableConfig {
+    TableConfig {
+        max_profiles: config.store.max_profiles,
+        max_traits_per_profile: config.store.max_traits_per_profile,
+        history_days: u16::try_from(config.taxonomy.trait_ttl_days).unwrap_or(u16::MAX),
+        ..TableConfig::default()
+    }
+}
+
+/// The table from `store.snapshot_path`, or an empty one. A missing file starts empty; a torn
+/// or corrupt one is refused with one log line and the daemon starts empty — never half-loaded.
+fn restore_table(config: &Config) -> ProfileTable {
+    let limits = table_config(config);
+    let path = std::path::Path::new(&config.store.snapshot_path);
+    if config.store.snapshot_path.is_empty() {
+        return ProfileTable::new(limits);
+    }
+    if !path.exists() {
+        crate::log!(Info, "no snapshot at {}; starting with an empty profile table", path.display());
+        return ProfileTable::new(limits);
+    }
+    let t0 = Instant::now();
+    match snapshot::restore(path, limits.clone()) {
+        Ok((table, st)) => {
+            let ms = t0.elapsed().as_millis();
+            crate::log!(Info, "restored {} profiles from {} in {ms} ms", st.profiles, path.display());
+            table
+        }
+        Err(e) => {
+            crate::log!(
+                Error,
+                "snapshot {} refused ({e}); starting with an empty profile table",
+                path.display()
+            );
+            ProfileTable::new(limits)
+        }
+    }
+}
+
+fn start_snapshotter(config: &Config, table: &Arc<ProfileTable>) -> Result<Option<Snapshotter>, StartError> {
+    if config.store.snapshot_path.is_empty() {
+        return Ok(None);
+    }
+    let interval = Duration::from_secs(u64::from(config.store.snapshot_interval_s.max(1)));
+    snapshot::spawn_snapshotter(table.clone(), config.store.snapshot_path.clone().into(), interval)
+        .map(Some)
+        .map_err(|e| StartError(format!("cannot start the snapshot thread: {e}")))
 }
 
 /// Chooses the driver once: io_uring with `COOP_TASKRUN` if the kernel sets it up.

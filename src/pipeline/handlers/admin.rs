@@ -17,6 +17,9 @@ pub fn healthz(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
 pub fn metrics(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     let mut text = String::with_capacity(4096);
     dcs.shared.metrics.render(&mut text);
+    let profiles = dcs.shared.table.len();
+    text.push_str("# HELP dcsd_profiles Profiles in the table.\n# TYPE dcsd_profiles gauge\n");
+    text.push_str(&format!("dcsd_profiles {profiles}\n"));
     dcs.start_response(out, 200, req.now);
     out.extend_from_slice(b"Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n");
     crate::http::response::push_content_length(out, text.len());
