@@ -46,6 +46,21 @@ pub struct Index {
     hosts: rustc_hash::FxHashMap<Box<[u8]>, u32>,
     /// Experience Cloud org ID → customer ID.
     orgs: rustc_hash::FxHashMap<Box<[u8]>, u32>,
+    /// DPID → (owner, customers it is shared with).
+    sources: rustc_hash::FxHashMap<u32, (u32, Box<[u32]>)>,
+    /// Integration code → DPID.
+    ics: rustc_hash::FxHashMap<Box<[u8]>, u32>,
+}
+
+/// Who may use a data source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Owned by or shared with the customer (global device sources are open to all).
+    Allowed,
+    /// Declared, but owned by another customer and not shared.
+    Unauthorized,
+    /// Not declared and not a global device source.
+    Unknown,
 }
 
 /// Longest host name looked up (DNS names are at most 253 bytes).
@@ -349,6 +364,25 @@ impl Taxonomy {
         self.index.hosts.get(&*lower).copied()
     }
 
+    /// Whether `customer` may use data source `dpid` (global device sources: always).
+    pub fn access(&self, dpid: u32, customer: u32) -> Access {
+        match self.index.sources.get(&dpid) {
+            Some((owner, shared)) if *owner == customer || shared.contains(&customer) => Access::Allowed,
+            Some(_) => Access::Unauthorized,
+            None if crate::identity::declared::global_device(dpid).is_some() => Access::Allowed,
+            None => Access::Unknown,
+        }
+    }
+
+    /// The DPID of an integration code (`DSID_<DPID>` for global device sources).
+    pub fn dpid_for_ic(&self, ic: &[u8]) -> Option<u32> {
+        if let Some(&d) = self.index.ics.get(ic) {
+            return Some(d);
+        }
+        let n = std::str::from_utf8(ic.strip_prefix(b"DSID_")?).ok()?.parse().ok()?;
+        crate::identity::declared::global_device(n).map(|_| n)
+    }
+
     /// The customer of an Experience Cloud org ID (`d_orgid`).
     pub fn customer_for_org(&self, org: &[u8]) -> Option<u32> {
         self.index.orgs.get(org).copied()
@@ -479,6 +513,12 @@ impl Index {
             }
             for o in &c.orgs {
                 index.orgs.insert(o.as_bytes().into(), c.id);
+            }
+        }
+        for d in &t.data_sources {
+            index.sources.insert(d.dpid, (d.owner, d.shared_with.clone().into()));
+            if let Some(ic) = &d.ic {
+                index.ics.insert(ic.as_bytes().into(), d.dpid);
             }
         }
         index

@@ -5,6 +5,8 @@
 //! (ChaCha12, seeded from the OS) by rejection sampling, so no value is more likely than
 //! another.
 
+pub mod declared;
+
 use rand::RngCore;
 
 /// A profile ID.
