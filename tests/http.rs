@@ -444,3 +444,26 @@ fn unknown_org_is_error_2_and_bad_ecid_is_101() {
     let r = d.request(b"GET /event?d_rtbd=json&d_uuid=1&d_mid=2 HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(r.header("x-error"), Some("102,101"));
 }
+
+#[test]
+fn declared_ids_are_mapped_and_select_the_profile() {
+    let d = Daemon::start("uring", "");
+    let known = "00000000000000000000000000000000004711";
+    let raw = format!("GET /event?d_rtbd=json&d_cid=1%01crm-user-7 HTTP/1.1\r\nHost: localhost\r\nCookie: demdex={known}\r\n\r\n");
+    let r = d.request(raw.as_bytes());
+    assert!(r.header("x-error").is_none(), "{r:?}");
+    assert!(r.body_str().contains(&format!("\"uuid\":\"{known}\"")));
+    // Without a cookie, the declared ID (by DPID or integration code) selects that profile.
+    for q in ["d_cid=1%01crm-user-7", "d_cid_ic=acme-crm%01crm-user-7%011", "d_dpid=1&d_dpuuid=crm-user-7"] {
+        let raw = format!("GET /event?d_rtbd=json&{q} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let r = d.request(raw.as_bytes());
+        assert!(r.body_str().contains(&format!("\"uuid\":\"{known}\"")), "{q}: {}", r.body_str());
+        assert!(r.header("set-cookie").unwrap().starts_with(&format!("demdex={known};")));
+    }
+    assert!(d.metric("dcsd_profiles") >= 1);
+    // Unknown data source: 300, and as it is the only one, 104; a new profile.
+    let r = d.request(b"GET /event?d_rtbd=json&d_cid=999%01x HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(r.header("x-error"), Some("300,104"));
+    assert!(r.body_str().contains("{\"code\":300,\"msg\":\"Invalid customer id x\"}"), "{}", r.body_str());
+    assert!(!r.body_str().contains(known));
+}

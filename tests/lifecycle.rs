@@ -302,13 +302,22 @@ fn snapshot_is_written_restored_and_a_corrupt_one_refused() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(d.metric("dcsd_profiles"), 0);
+    // A declared ID synced to a known profile.
+    let uuid = "00000000000000000000000000000000000777";
+    let raw =
+        format!("GET /event?d_cid=1%01crm-9 HTTP/1.1\r\nHost: localhost\r\nCookie: demdex={uuid}\r\n\r\n");
+    assert_eq!(d.request(raw.as_bytes()).status, 200);
+    assert_eq!(d.metric("dcsd_profiles"), 1);
     d.signal("TERM");
     assert!(d.wait_exit(Duration::from_secs(10)).success());
-    assert!(d.log().iter().any(|l| l.contains("snapshot written: 0 profiles")), "{:?}", d.log());
+    assert!(d.log().iter().any(|l| l.contains("snapshot written: 1 profiles")), "{:?}", d.log());
 
-    // Restart: restored before serving.
+    // Restart: restored before serving; the synced ID still selects the profile.
     let mut d = Daemon::spawn(&args);
-    assert!(d.log().iter().any(|l| l.contains("restored 0 profiles from")), "{:?}", d.log());
+    assert!(d.log().iter().any(|l| l.contains("restored 1 profiles from")), "{:?}", d.log());
+    assert_eq!(d.metric("dcsd_profiles"), 1);
+    let r = d.request(b"GET /event?d_rtbd=json&d_cid=1%01crm-9 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(r.body_str().contains(&format!("\"uuid\":\"{uuid}\"")), "{}", r.body_str());
     d.signal("TERM");
     assert!(d.wait_exit(Duration::from_secs(10)).success());
 

@@ -189,13 +189,26 @@ impl<'a> View<'a> {
         self.values(p).next()
     }
 
+    /// The whole decoded value of every pair named `key`, commas included, in request order.
+    pub fn raw_all<'k>(&self, key: &'k [u8]) -> impl Iterator<Item = &'a [u8]> + 'k
+    where
+        'a: 'k,
+    {
+        let this = *self;
+        self.pairs().filter(move |p| this.text(p.key) == key).filter_map(move |p| this.joined(p))
+    }
+
+    fn joined(&self, p: &Pair) -> Option<&'a [u8]> {
+        let vals = &self.pairs.values[p.values.start as usize..p.values.end as usize];
+        let (first, last) = (vals.first()?, vals.last()?);
+        Some(self.text(Text { end: last.end, ..*first }))
+    }
+
     /// The whole decoded value of the first pair named `key`, commas included (for control
     /// parameters such as `d_cid`, which are not serialized lists).
     pub fn raw_first(&self, key: &[u8]) -> Option<&'a [u8]> {
         let p = self.pairs().find(|p| self.text(p.key) == key)?;
-        let vals = &self.pairs.values[p.values.start as usize..p.values.end as usize];
-        let (first, last) = (vals.first()?, vals.last()?);
-        Some(self.text(Text { end: last.end, ..*first }))
+        self.joined(p)
     }
 }
 

@@ -7,9 +7,10 @@
 use crate::http::conn::Request;
 use crate::http::response::{push_conn_header, push_u64};
 use crate::http::Method;
+use crate::identity::declared::{DeclaredId, Raw};
 use crate::identity::{cookie_value, encode_tid, Uuid};
 
-use super::super::params::{valid_callback, Control};
+use super::super::params::{valid_callback, Control, View};
 use super::super::Dcs;
 
 /// nginx's `empty_gif`: the 43-byte transparent 1×1 GIF89a.
@@ -22,13 +23,15 @@ pub const PIXEL_GIF: [u8; 43] = [
 const INVALID_PARAMETERS: &str = "Request contains invalid parameters";
 
 /// The profile ID (http-api §5.1): valid `d_uuid`, else the `demdex` cookie (unless
-/// `d_coppa=1`), else a new one. An invalid `d_uuid` is error 102.
+/// `d_coppa=1`), else the UUID mapped to a declared ID of the request, else a new one. An
+/// invalid `d_uuid` is error 102.
 ///
 /// Returns the ID with its 38 digits (copied from the request when it came from there).
 fn resolve_uuid(
     dcs: &Dcs,
     req: &Request<'_>,
     ctl: &Control<'_>,
+    declared: &[DeclaredId<'_>],
     errors: &mut Vec<DcsError>,
 ) -> (Uuid, [u8; 38]) {
     let with_digits = |v: &[u8]| Some((Uuid::parse(v)?, <[u8; 38]>::try_from(v).ok()?));
@@ -44,7 +47,51 @@ fn resolve_uuid(
         let cookie = req.head.cookie.filter(|_| !ctl.coppa)?;
         cookie_value(cookie.get(req.buf), b"demdex").and_then(with_digits)
     };
-    from_param.or_else(from_cookie).unwrap_or_else(|| Uuid::generate_with_digits(&mut *dcs.rng.borrow_mut()))
+    // Step 3: the UUID mapped to one of the request's declared IDs (the first that has one).
+    let from_declared = || {
+        let u = declared.iter().find_map(|d| dcs.shared.table.lookup_declared(d.dpid, d.dpuuid))?;
+        Some((u, u.to_digits()))
+    };
+    from_param
+        .or_else(from_cookie)
+        .or_else(from_declared)
+        .unwrap_or_else(|| Uuid::generate_with_digits(&mut *dcs.rng.borrow_mut()))
+}
+
+/// The request's declared IDs (`d_cid`, `d_cid_ic`, `d_dpid`+`d_dpuuid`, `dpid`+`dpuuid`),
+/// validated for the host's customer (http-api §5.2).
+fn declared_ids<'a>(
+    dcs: &Dcs,
+    v: &View<'a>,
+    customer: u32,
+    errors: &mut Vec<DcsError>,
+) -> Vec<DeclaredId<'a>> {
+    let mut raws: Vec<Raw<'a>> = v.raw_all(b"d_cid").map(Raw::Cid).collect();
+    raws.extend(v.raw_all(b"d_cid_ic").map(Raw::CidIc));
+    for (k_dpid, k_uuid) in [(&b"d_dpid"[..], &b"d_dpuuid"[..]), (b"dpid", b"dpuuid")] {
+        if let (Some(dpid), Some(id)) = (v.raw_first(k_dpid), v.raw_first(k_uuid)) {
+            raws.push(Raw::Pair(dpid, id));
+        }
+    }
+    if raws.is_empty() {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    let kept = crate::identity::declared::resolve(&raws, &dcs.taxonomy(), customer, &mut found);
+    errors.extend(found.into_iter().map(|(code, msg)| DcsError { code, msg }));
+    kept
+}
+
+/// Maps each kept declared ID to the profile (most recent mapping wins) and records it on
+/// the profile.
+fn sync_declared(dcs: &Dcs, uuid: Uuid, declared: &[DeclaredId<'_>]) {
+    if declared.is_empty() {
+        return;
+    }
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    for d in declared {
+        dcs.shared.table.sync_declared(uuid, d.dpid, d.dpuuid, now_s);
+    }
 }
 
 /// The host's customer (http-api §6.5): error 100 without a `Host` (HTTP/1.0), 1 for an unknown
@@ -108,19 +155,25 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     let form = if req.head.method == Method::Post && is_form(req) { req.body } else { &b""[..] };
     let mut pairs = dcs.pairs.borrow_mut();
     let mut errors: Vec<DcsError> = Vec::new();
-    let (ctl, valid) = match pairs.decode(query, form) {
-        Ok(view) => (Control::from_view(&view), true),
+    let (ctl, view) = match pairs.decode(query, form) {
+        Ok(view) => (Control::from_view(&view), Some(view)),
         Err(_) => {
             errors.push(DcsError { code: 311, msg: INVALID_PARAMETERS.into() });
-            (Control::scan_raw(query, form), false)
+            (Control::scan_raw(query, form), None)
         }
     };
-    let valid = valid && check_host_and_org(dcs, req, &ctl, &mut errors).is_some();
     // An invalid request (311, 1, 100, 2) gets no profile ID and no cookie (http-api §6.5).
-    let digits = valid.then(|| resolve_uuid(dcs, req, &ctl, &mut errors).1);
-    if valid {
+    let customer = view.and_then(|_| check_host_and_org(dcs, req, &ctl, &mut errors));
+    let declared = match (view, customer) {
+        (Some(v), Some(c)) => declared_ids(dcs, &v, c, &mut errors),
+        _ => Vec::new(),
+    };
+    let ids = customer.map(|_| resolve_uuid(dcs, req, &ctl, &declared, &mut errors));
+    if let Some((uuid, _)) = ids {
         check_ecid(&ctl, &mut errors);
+        sync_declared(dcs, uuid, &declared);
     }
+    let digits = ids.map(|(_, d)| d);
 
     let mut scratch = dcs.scratch.borrow_mut();
     scratch.clear();
