@@ -85,6 +85,12 @@ fn pairs(c: &mut Criterion) {
     let mut g = c.benchmark_group("pairs");
     g.throughput(Throughput::Elements(1));
     let mut p = Pairs::default();
+    g.bench_function("decode_20_and_control", |b| {
+        b.iter(|| match p.decode(black_box(TWENTY_PAIRS), b"") {
+            Ok(v) => dcsd::pipeline::params::Control::from_view(&v).json,
+            Err(_) => unreachable!("valid input"),
+        })
+    });
     g.bench_function("decode_20", |b| {
         b.iter(|| match p.decode(black_box(TWENTY_PAIRS), b"") {
             Ok(v) => v.pairs().count(),

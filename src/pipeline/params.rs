@@ -10,6 +10,8 @@
 
 use std::ops::Range;
 
+use crate::identity::declared::Raw;
+
 /// A decoded byte string: a range of the query, of the form body, or of the arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Text {
@@ -189,15 +191,6 @@ impl<'a> View<'a> {
         self.values(p).next()
     }
 
-    /// The whole decoded value of every pair named `key`, commas included, in request order.
-    pub fn raw_all<'k>(&self, key: &'k [u8]) -> impl Iterator<Item = &'a [u8]> + 'k
-    where
-        'a: 'k,
-    {
-        let this = *self;
-        self.pairs().filter(move |p| this.text(p.key) == key).filter_map(move |p| this.joined(p))
-    }
-
     fn joined(&self, p: &Pair) -> Option<&'a [u8]> {
         let vals = &self.pairs.values[p.values.start as usize..p.values.end as usize];
         let (first, last) = (vals.first()?, vals.last()?);
@@ -273,7 +266,7 @@ fn scan_pair(input: &[u8], start: usize) -> PairScan {
 }
 
 /// The control parameters the current steps use (http-api §4).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Control<'a> {
     /// `d_rtbd=json`
     pub json: bool,
@@ -287,21 +280,60 @@ pub struct Control<'a> {
     pub mid: Option<&'a [u8]>,
     /// `d_orgid`
     pub orgid: Option<&'a [u8]>,
+    /// Declared IDs in request order: `d_cid`, `d_cid_ic`, then the legacy pairs (allocates
+    /// only when the request has some).
+    pub declared: Vec<Raw<'a>>,
 }
 
 // === impl Control ===
 
 impl<'a> Control<'a> {
-    /// From decoded pairs; the first occurrence of a key wins.
+    /// From decoded pairs, in one pass; the first occurrence of a single-valued key wins.
     pub fn from_view(v: &View<'a>) -> Control<'a> {
-        Control {
-            json: v.first(b"d_rtbd") == Some(b"json"),
-            callback: v.raw_first(b"d_cb"),
-            uuid: v.first(b"d_uuid"),
-            coppa: v.first(b"d_coppa") == Some(b"1"),
-            mid: v.first(b"d_mid"),
-            orgid: v.raw_first(b"d_orgid"),
+        let mut c = Control::default();
+        let (mut rtbd, mut coppa) = (None, None);
+        let mut legacy: [Option<&'a [u8]>; 4] = [None; 4]; // d_dpid, d_dpuuid, dpid, dpuuid
+        let mut ic = Vec::new();
+        for p in v.pairs() {
+            let key = v.text(p.key);
+            if !matches!(key.first(), Some(b'd')) {
+                continue; // every control key starts with `d` (`d_…`, `dpid`, `dpuuid`)
+            }
+            let slot = match key {
+                b"d_rtbd" => &mut rtbd,
+                b"d_cb" => &mut c.callback,
+                b"d_uuid" => &mut c.uuid,
+                b"d_coppa" => &mut coppa,
+                b"d_mid" => &mut c.mid,
+                b"d_orgid" => &mut c.orgid,
+                b"d_dpid" => &mut legacy[0],
+                b"d_dpuuid" => &mut legacy[1],
+                b"dpid" => &mut legacy[2],
+                b"dpuuid" => &mut legacy[3],
+                b"d_cid" | b"d_cid_ic" => {
+                    let raw = v.joined(p).unwrap_or_default();
+                    if key == b"d_cid" {
+                        c.declared.push(Raw::Cid(raw))
+                    } else {
+                        ic.push(Raw::CidIc(raw))
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = v.joined(p);
+            }
         }
+        c.json = rtbd == Some(&b"json"[..]);
+        c.coppa = coppa == Some(&b"1"[..]);
+        c.declared.extend(ic);
+        for pair in legacy.chunks(2) {
+            if let [Some(dpid), Some(id)] = pair {
+                c.declared.push(Raw::Pair(dpid, id));
+            }
+        }
+        c
     }
 
     /// For an invalid request (311), whose pairs are not decoded: only the answer's form

@@ -7,10 +7,10 @@
 use crate::http::conn::Request;
 use crate::http::response::{push_conn_header, push_u64};
 use crate::http::Method;
-use crate::identity::declared::{DeclaredId, Raw};
+use crate::identity::declared::DeclaredId;
 use crate::identity::{cookie_value, encode_tid, Uuid};
 
-use super::super::params::{valid_callback, Control, View};
+use super::super::params::{valid_callback, Control};
 use super::super::Dcs;
 
 /// nginx's `empty_gif`: the 43-byte transparent 1×1 GIF89a.
@@ -58,26 +58,18 @@ fn resolve_uuid(
         .unwrap_or_else(|| Uuid::generate_with_digits(&mut *dcs.rng.borrow_mut()))
 }
 
-/// The request's declared IDs (`d_cid`, `d_cid_ic`, `d_dpid`+`d_dpuuid`, `dpid`+`dpuuid`),
-/// validated for the host's customer (http-api §5.2).
+/// The request's declared IDs, validated for the host's customer (http-api §5.2).
 fn declared_ids<'a>(
     dcs: &Dcs,
-    v: &View<'a>,
+    ctl: &Control<'a>,
     customer: u32,
     errors: &mut Vec<DcsError>,
 ) -> Vec<DeclaredId<'a>> {
-    let mut raws: Vec<Raw<'a>> = v.raw_all(b"d_cid").map(Raw::Cid).collect();
-    raws.extend(v.raw_all(b"d_cid_ic").map(Raw::CidIc));
-    for (k_dpid, k_uuid) in [(&b"d_dpid"[..], &b"d_dpuuid"[..]), (b"dpid", b"dpuuid")] {
-        if let (Some(dpid), Some(id)) = (v.raw_first(k_dpid), v.raw_first(k_uuid)) {
-            raws.push(Raw::Pair(dpid, id));
-        }
-    }
-    if raws.is_empty() {
+    if ctl.declared.is_empty() {
         return Vec::new();
     }
     let mut found = Vec::new();
-    let kept = crate::identity::declared::resolve(&raws, &dcs.taxonomy(), customer, &mut found);
+    let kept = crate::identity::declared::resolve(&ctl.declared, &dcs.taxonomy(), customer, &mut found);
     errors.extend(found.into_iter().map(|(code, msg)| DcsError { code, msg }));
     kept
 }
@@ -164,10 +156,7 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     };
     // An invalid request (311, 1, 100, 2) gets no profile ID and no cookie (http-api §6.5).
     let customer = view.and_then(|_| check_host_and_org(dcs, req, &ctl, &mut errors));
-    let declared = match (view, customer) {
-        (Some(v), Some(c)) => declared_ids(dcs, &v, c, &mut errors),
-        _ => Vec::new(),
-    };
+    let declared = customer.map_or_else(Vec::new, |c| declared_ids(dcs, &ctl, c, &mut errors));
     let ids = customer.map(|_| resolve_uuid(dcs, req, &ctl, &declared, &mut errors));
     if let Some((uuid, _)) = ids {
         check_ecid(&ctl, &mut errors);

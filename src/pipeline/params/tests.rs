@@ -101,3 +101,24 @@ fn callbacks() {
     assert!(!valid_callback(&[b'a'; 65]));
     assert!(valid_callback(&[b'a'; 64]));
 }
+
+#[test]
+fn control_in_one_pass() {
+    let mut p = Pairs::default();
+    let q = b"dpuuid=L2&d_cid_ic=crm%01a&d_rtbd=json&d_cid=1%01x,y&d_rtbd=no&d_dpid=5&d_uuid=9&d_cid=2%01z&dpid=6&d_dpuuid=L1";
+    let v = p.decode(q, b"").unwrap();
+    let c = Control::from_view(&v);
+    assert!(c.json, "the first d_rtbd wins");
+    assert_eq!(c.uuid, Some(&b"9"[..]));
+    let declared: Vec<String> = c
+        .declared
+        .iter()
+        .map(|r| match r {
+            Raw::Cid(v) => format!("cid:{}", String::from_utf8_lossy(v)),
+            Raw::CidIc(v) => format!("ic:{}", String::from_utf8_lossy(v)),
+            Raw::Pair(a, b) => format!("pair:{}/{}", String::from_utf8_lossy(a), String::from_utf8_lossy(b)),
+        })
+        .collect();
+    // d_cid in order (commas kept), then d_cid_ic, then d_dpid+d_dpuuid, then dpid+dpuuid.
+    assert_eq!(declared, vec!["cid:1\u{1}x,y", "cid:2\u{1}z", "ic:crm\u{1}a", "pair:5/L1", "pair:6/L2"]);
+}
