@@ -60,10 +60,12 @@ fn drain_on_sigterm_completes_the_request_in_flight() {
         let mut idle = Reader::new(connect(d.addr));
         idle.send(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n");
         assert_eq!(idle.response(false).unwrap().status, 200);
-        // A request in flight: head and half the body sent.
+        // A request in flight: its head parsed by the server (it answered 100 Continue), then
+        // half the body.
         let mut r = Reader::new(connect(d.addr));
-        r.send(b"POST /event HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\nd_rtb");
-        std::thread::sleep(Duration::from_millis(50));
+        r.send(b"POST /event HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n");
+        assert_eq!(r.response(false).unwrap().status, 100);
+        r.send(b"d_rtb");
         d.signal("TERM");
         assert!(idle.closed(), "idle connection closes on drain");
         // New connections are no longer accepted (refused or closed without an answer).
@@ -101,8 +103,8 @@ fn drain_on_sigterm_completes_the_request_in_flight() {
 fn drain_gives_up_after_drain_ms() {
     let mut d = Daemon::start("uring", "[server]\ndrain_ms = 300\n");
     let mut r = Reader::new(connect(d.addr));
-    r.send(b"POST /event HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nd_rtb");
-    std::thread::sleep(Duration::from_millis(50));
+    r.send(b"POST /event HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n");
+    assert_eq!(r.response(false).unwrap().status, 100, "head parsed: the request is in flight");
     let t0 = Instant::now();
     d.signal("TERM");
     assert!(d.wait_exit(Duration::from_secs(5)).success());
@@ -339,4 +341,30 @@ fn snapshot_is_written_restored_and_a_corrupt_one_refused() {
         d.signal("TERM");
         assert!(d.wait_exit(Duration::from_secs(10)).success());
     }
+}
+
+#[test]
+fn workers_are_named_and_pinned_one_per_core() {
+    let cpus = std::thread::available_parallelism().unwrap().get().min(4);
+    let n = cpus.to_string();
+    let d = Daemon::spawn(&["--listen", "127.0.0.1:0", "--threads", &n]);
+    let mut workers = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", d.pid())).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap().trim().to_string();
+        if let Some(i) = name.strip_prefix('w').and_then(|i| i.parse::<usize>().ok()) {
+            let status = std::fs::read_to_string(dir.join("status")).unwrap();
+            let allowed =
+                status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_string();
+            workers.push((i, allowed));
+        }
+    }
+    workers.sort();
+    // One worker per requested core, w0..w{n-1}, each pinned to a single, different CPU.
+    assert_eq!(workers.iter().map(|w| w.0).collect::<Vec<_>>(), (0..cpus).collect::<Vec<_>>(), "{workers:?}");
+    let mut pinned: Vec<&str> = workers.iter().map(|w| w.1.as_str()).collect();
+    assert!(pinned.iter().all(|c| c.parse::<usize>().is_ok()), "each worker pinned to one CPU: {workers:?}");
+    pinned.sort_unstable();
+    pinned.dedup();
+    assert_eq!(pinned.len(), cpus, "{workers:?}");
 }
