@@ -19,7 +19,9 @@
 //! # Request flow (one core, one task per connection)
 //! `accept` → [`http::conn`] reads into an owned buffer → [`http::request::parse_head`]
 //! (`Partial` / `Complete` / error with a status) → body (Content-Length or chunked) →
-//! [`pipeline::route`] → handler (for `/event`: query pairs → identity → response) → response
+//! [`pipeline::route`] → handler (for `/event`: [`pipeline::params`] decodes the pairs once →
+//! host/org checks → [`identity::declared`] → profile ID → [`table`] sync of declared IDs →
+//! response) → response
 //! bytes appended to the connection's write buffer → one write per batch of pipelined requests
 //! → keep alive or close. Nothing on the request path waits on another core.
 

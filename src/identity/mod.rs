@@ -33,11 +33,6 @@ impl Uuid {
         Some(Uuid(s.iter().fold(0u128, |n, d| n * 10 + u128::from(d - b'0'))))
     }
 
-    /// A uniformly random UUID from `rng` (which must be a CSPRNG).
-    pub fn generate(rng: &mut impl RngCore) -> Uuid {
-        Uuid::generate_with_digits(rng).0
-    }
-
     /// A uniformly random UUID and its 38 digits. The two 19-digit halves are drawn
     /// independently and uniformly from `[0, 10^19)` (rejection sampling on 64 bits), which
     /// makes the whole uniform on `[0, 10^38)` and needs no 128-bit division to print.
@@ -121,12 +116,12 @@ mod tests {
     #[test]
     fn generated_uuids_are_in_range_and_differ() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let a = Uuid::generate(&mut rng);
-        let b = Uuid::generate(&mut rng);
+        let a = Uuid::generate_with_digits(&mut rng).0;
+        let b = Uuid::generate_with_digits(&mut rng).0;
         assert!(a.0 < UUID_LIMIT && b.0 < UUID_LIMIT && a != b);
         // The top digit is spread over 0..=9 (uniform, not biased to small values).
         let tops: std::collections::BTreeSet<u8> =
-            (0..200).map(|_| Uuid::generate(&mut rng).to_digits()[0]).collect();
+            (0..200).map(|_| Uuid::generate_with_digits(&mut rng).0.to_digits()[0]).collect();
         assert_eq!(tops.len(), 10);
     }
 

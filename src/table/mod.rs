@@ -13,9 +13,9 @@
 //! `history_days`) and partner results are dropped lazily, on every read and update.
 //!
 //! # Layout
-//! Three maps ([`map::Map`]) of byte keys to byte values, each split into a power of two of
+//! Three maps (`map::Map`) of byte keys to byte values, each split into a power of two of
 //! shards by the high bits of a keyed SipHash; a shard is a fixed array of buckets (about
-//! [`map::BUCKET_LOAD`] records each when full). A bucket is one immutable heap allocation
+//! `map::BUCKET_LOAD` records each when full). A bucket is one immutable heap allocation
 //! holding its records back to back (`entry.rs`); a profile is stored in a compact encoding
 //! (`codec.rs`, about 80 bytes for the benchmark profile) and decoded into a [`Profile`] only
 //! for the length of a read or an update.
@@ -48,7 +48,7 @@
 //! its record to the end). A shard can pass its share only by the number of inserts in flight
 //! on it at once. Evicting a profile also drops the mappings that still point to it. The
 //! mapping maps have the same bound and their own CLOCK. A bucket never holds more than
-//! [`shard::MAX_BUCKET_RECORDS`] records, so one update copies a bounded number of bytes
+//! `shard::MAX_BUCKET_RECORDS` records, so one update copies a bounded number of bytes
 //! whatever the keys. Per profile, at most `max_traits_per_profile` traits are kept (those last
 //! realized longest ago go first).
 //!

@@ -6,7 +6,7 @@
 //! record*  u8 kind (1 profile, 2 declared ID, 3 ECID) · varint klen · key · varint vlen · value
 //! trailer  u8 0xFF · u64 record count · u32 CRC-32 (IEEE) of every byte before it
 //! ```
-//! Integers little-endian. [`write`] streams to `<path>.tmp`, fsyncs it, renames it over
+//! Integers little-endian. [`write()`] streams to `<path>.tmp`, fsyncs it, renames it over
 //! `path` and fsyncs the directory, so `path` always holds a complete snapshot or the previous
 //! one. It walks the shards under short epoch guards and never blocks writers; each bucket is
 //! copied as of one instant, the file as a whole is not a single instant (an update racing the
@@ -100,7 +100,7 @@ impl Snapshotter {
     /// Stops the thread (waiting out a snapshot in progress) and writes a final snapshot.
     ///
     /// # Errors
-    /// Whatever [`write`] returns.
+    /// Whatever [`write()`] returns.
     pub fn stop_and_write_final(self) -> Result<SnapshotStats, SnapshotError> {
         let _ = self.stop.send(());
         let _ = self.thread.join();

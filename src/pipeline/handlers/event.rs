@@ -1,8 +1,11 @@
 //! `/event`: the pixel, JSON and JSONP answers (http-api §5.1, §6.2, §6.3, §7).
 //!
-//! This step resolves the profile ID (`d_uuid`, then the `demdex` cookie, then a new UUID),
-//! mints a transaction ID, and renders the answer with the `demdex` cookie. Signals, traits,
-//! segments, destinations and partners are later steps of the same request path.
+//! Steps, in order: decode the pairs (311 on a bad escape) → host, org and ECID checks (1, 100,
+//! 2, 101) → declared IDs (3xx) → profile ID (`d_uuid`, the `demdex` cookie, the UUID mapped
+//! to a declared ID, else a new one) → sync the declared IDs into the profile table → render
+//! the answer with the `demdex` cookie and the errors in the order they arose. An invalid
+//! request gets no profile ID and no cookie. Signals, traits, segments, destinations and
+//! partners are later steps of the same request path.
 
 use crate::http::conn::Request;
 use crate::http::response::{push_conn_header, push_u64};
