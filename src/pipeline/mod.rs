@@ -6,6 +6,7 @@
 
 pub mod handlers;
 pub mod params;
+pub mod rate;
 pub mod route;
 
 use std::cell::{Cell, RefCell};
@@ -28,6 +29,11 @@ use crate::runtime::Shared;
 
 pub use route::Route;
 
+/// The `demdex` cookie lives 180 days, renewed by every answer (http-api §5.1).
+const COOKIE_MAX_AGE_S: u32 = 15_552_000;
+/// Opt-out cookies live 10 years (http-api §9).
+const OPTOUT_MAX_AGE_S: u32 = 315_360_000;
+
 /// The DCS service of one core.
 pub struct Dcs {
     /// Worker index (for metrics and transaction IDs).
@@ -44,6 +50,10 @@ pub struct Dcs {
     ok_head: Box<[u8]>,
     /// The `demdex` cookie attributes after the value, with the line end.
     cookie_attrs: Box<[u8]>,
+    /// The attributes of the opt-out cookies (10 years), with the line end.
+    optout_cookie_attrs: Box<[u8]>,
+    /// Per-client-IP token buckets (`[rate_limit]`), this core's.
+    rate_limit: RefCell<rate::Limiter>,
     /// This core's copy of the current taxonomy and the generation it was loaded at.
     taxonomy: RefCell<(u64, Arc<crate::config::Taxonomy>)>,
     /// The pair decoder, reused by every request on this core.
@@ -81,18 +91,21 @@ impl Dcs {
             cfg.server.node,
             crate::VERSION
         );
-        let mut attrs = String::from("; Max-Age=15552000; Path=/");
-        if !cfg.cookie.domain.is_empty() {
-            attrs.push_str("; Domain=");
-            attrs.push_str(&cfg.cookie.domain);
-        }
-        if cfg.cookie.same_site_none {
-            attrs.push_str("; SameSite=None");
-        }
-        if cfg.cookie.secure {
-            attrs.push_str("; Secure");
-        }
-        attrs.push_str("\r\n");
+        let attrs = |max_age: u32| {
+            let mut attrs = format!("; Max-Age={max_age}; Path=/");
+            if !cfg.cookie.domain.is_empty() {
+                attrs.push_str("; Domain=");
+                attrs.push_str(&cfg.cookie.domain);
+            }
+            if cfg.cookie.same_site_none {
+                attrs.push_str("; SameSite=None");
+            }
+            if cfg.cookie.secure {
+                attrs.push_str("; Secure");
+            }
+            attrs.push_str("\r\n");
+            attrs.into_bytes().into_boxed_slice()
+        };
         let mut rng = StdRng::from_os_rng();
         let start = rng.next_u64() & ((1 << 56) - 1);
         Dcs {
@@ -101,7 +114,9 @@ impl Dcs {
             rng: RefCell::new(rng),
             ok_head: format!("HTTP/1.1 200 OK\r\n{common}").into_bytes().into(),
             common_headers: common.into_bytes().into(),
-            cookie_attrs: attrs.into_bytes().into(),
+            cookie_attrs: attrs(COOKIE_MAX_AGE_S),
+            optout_cookie_attrs: attrs(OPTOUT_MAX_AGE_S),
+            rate_limit: RefCell::new(rate::Limiter::new(&cfg.rate_limit)),
             taxonomy: RefCell::new((0, shared.taxonomy.load_full())),
             pairs: RefCell::new(params::Pairs::default()),
             scratch: RefCell::new(Vec::with_capacity(512)),
@@ -164,6 +179,30 @@ impl Dcs {
         push_date_header(out, now);
     }
 
+    /// The rate limit of DCS routes (`[rate_limit]`): `Err(retry_after_s)` when the client's
+    /// bucket on this core is empty.
+    fn admit(&self, route: Route, req: &Request<'_>) -> Result<(), u32> {
+        if !route.is_dcs() {
+            return Ok(());
+        }
+        self.rate_limit.borrow_mut().admit(req.peer.ip(), req.now)
+    }
+
+    /// `429 Too Many Requests` with `Retry-After`; the connection stays open.
+    fn too_many_requests(&self, out: &mut Vec<u8>, req: &Request<'_>, retry_after_s: u32) {
+        const BODY: &[u8] = b"too many requests\n";
+        self.start_response(out, 429, req.now);
+        out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\nRetry-After: ");
+        crate::http::response::push_u64(out, u64::from(retry_after_s));
+        out.extend_from_slice(b"\r\n");
+        push_content_length(out, BODY.len());
+        push_conn_header(out, req.conn);
+        out.extend_from_slice(b"\r\n");
+        if req.head.method != Method::Head {
+            out.extend_from_slice(BODY);
+        }
+    }
+
     /// A short plain-text answer.
     fn plain(&self, out: &mut Vec<u8>, p: Plain<'_>, now: Instant) {
         self.start_response(out, p.status, now);
@@ -206,9 +245,14 @@ impl Service for Dcs {
             self.plain(out, p, req.now);
             close = true;
             405
+        } else if let Err(retry_after) = self.admit(route, req) {
+            self.too_many_requests(out, req, retry_after);
+            429
         } else {
             match route {
                 Route::Event => handlers::event(self, req, out),
+                Route::Ibs => handlers::ibs(self, req, out),
+                Route::Optout => handlers::optout(self, req, out),
                 Route::Healthz => handlers::healthz(self, req, out),
                 Route::Metrics => handlers::metrics(self, req, out),
                 Route::NotFound => 404,

@@ -38,6 +38,8 @@ pub enum KeyClass {
     Header,
     /// `p_…`: private, this request only.
     Private,
+    /// A control parameter of http-api §4 (consumed, not a signal).
+    Control,
     /// Anything else: an unprefixed customer key.
     Unprefixed,
 }
@@ -185,6 +187,16 @@ impl<'a> View<'a> {
             .map(move |t| this.text(*t))
     }
 
+    /// The request's signals (http-api §3.2): every value of every pair that is neither a
+    /// control parameter nor sent with the `h_` prefix (only headers make `h_` signals), in
+    /// request order; `p_` signals included (they are evaluated, never stored).
+    pub fn signals(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let this = *self;
+        self.pairs()
+            .filter(|p| !matches!(p.class, KeyClass::Control | KeyClass::Header))
+            .flat_map(move |p| this.values(p).map(move |v| (this.text(p.key), v)))
+    }
+
     /// The first value of the first pair named `key`.
     pub fn first(&self, key: &[u8]) -> Option<&'a [u8]> {
         let p = self.pairs().find(|p| self.text(p.key) == key)?;
@@ -265,13 +277,29 @@ fn scan_pair(input: &[u8], start: usize) -> PairScan {
     PairScan { key_end, value, key_flags, value_flags: value_flags & !EQ, next: i + 1 }
 }
 
-/// The control parameters the current steps use (http-api §4).
+/// The control parameters (http-api §4).
 #[derive(Clone, Debug, Default)]
 pub struct Control<'a> {
     /// `d_rtbd=json`
     pub json: bool,
     /// `d_cb`
     pub callback: Option<&'a [u8]>,
+    /// `d_dst=1`
+    pub dests: bool,
+    /// `d_cts`: 0 (absent or other), 1 (legacy segment IDs) or 2.
+    pub cts: u8,
+    /// `d_sid` values (trait IDs to realize), every value of every `d_sid` pair.
+    pub sids: Vec<&'a [u8]>,
+    /// `d_tdpid`
+    pub tdpid: Option<&'a [u8]>,
+    /// `d_tdpid_ic`
+    pub tdpid_ic: Option<&'a [u8]>,
+    /// `d_ptfm`
+    pub platform: Option<&'a [u8]>,
+    /// `gdpr=1`
+    pub gdpr: bool,
+    /// `gdpr_consent`
+    pub gdpr_consent: Option<&'a [u8]>,
     /// `d_uuid`
     pub uuid: Option<&'a [u8]>,
     /// `d_coppa=1`
@@ -291,17 +319,25 @@ impl<'a> Control<'a> {
     /// From decoded pairs, in one pass; the first occurrence of a single-valued key wins.
     pub fn from_view(v: &View<'a>) -> Control<'a> {
         let mut c = Control::default();
-        let (mut rtbd, mut coppa) = (None, None);
+        let (mut rtbd, mut coppa, mut dst, mut cts, mut gdpr) = (None, None, None, None, None);
         let mut legacy: [Option<&'a [u8]>; 4] = [None; 4]; // d_dpid, d_dpuuid, dpid, dpuuid
         let mut ic = Vec::new();
-        for p in v.pairs() {
+        for p in v.pairs().filter(|p| p.class == KeyClass::Control) {
             let key = v.text(p.key);
-            if !matches!(key.first(), Some(b'd')) {
-                continue; // every control key starts with `d` (`d_…`, `dpid`, `dpuuid`)
-            }
             let slot = match key {
                 b"d_rtbd" => &mut rtbd,
                 b"d_cb" => &mut c.callback,
+                b"d_dst" => &mut dst,
+                b"d_cts" => &mut cts,
+                b"d_tdpid" => &mut c.tdpid,
+                b"d_tdpid_ic" => &mut c.tdpid_ic,
+                b"d_ptfm" => &mut c.platform,
+                b"gdpr" => &mut gdpr,
+                b"gdpr_consent" => &mut c.gdpr_consent,
+                b"d_sid" => {
+                    c.sids.extend(v.values(p));
+                    continue;
+                }
                 b"d_uuid" => &mut c.uuid,
                 b"d_coppa" => &mut coppa,
                 b"d_mid" => &mut c.mid,
@@ -327,6 +363,13 @@ impl<'a> Control<'a> {
         }
         c.json = rtbd == Some(&b"json"[..]);
         c.coppa = coppa == Some(&b"1"[..]);
+        c.dests = dst == Some(&b"1"[..]);
+        c.gdpr = gdpr == Some(&b"1"[..]);
+        c.cts = match cts {
+            Some(b"1") => 1,
+            Some(b"2") => 2,
+            _ => 0,
+        };
         c.declared.extend(ic);
         for pair in legacy.chunks(2) {
             if let [Some(dpid), Some(id)] = pair {
@@ -358,6 +401,10 @@ impl<'a> Control<'a> {
 /// The class of a decoded key.
 pub fn classify(key: &[u8]) -> KeyClass {
     match key {
+        b"d_rtbd" | b"d_cb" | b"d_dst" | b"d_cts" | b"d_uuid" | b"d_mid" | b"d_orgid" | b"d_cid"
+        | b"d_cid_ic" | b"d_dpid" | b"d_dpuuid" | b"dpid" | b"dpuuid" | b"d_sid" | b"d_tdpid"
+        | b"d_tdpid_ic" | b"d_ptfm" | b"d_jsonv" | b"d_coppa" | b"d_nsid" | b"d_caller" | b"d_ld"
+        | b"d_bust" | b"_ts" | b"gdpr" | b"gdpr_consent" => KeyClass::Control,
         [b'c', b'_', ..] => KeyClass::Customer,
         [b'd', b'_', ..] => KeyClass::Platform,
         [b'h', b'_', ..] => KeyClass::Header,

@@ -9,6 +9,10 @@ use crate::http::Method;
 pub enum Route {
     /// `/event`
     Event = 0,
+    /// `/ibs:…` (ID sync)
+    Ibs = 1,
+    /// `/demoptout`, `/demoptout.jpg`
+    Optout = 2,
     /// `/healthz`
     Healthz = 3,
     /// `/metrics`
@@ -21,11 +25,11 @@ pub enum Route {
 
 impl Route {
     /// Routes `path` for a connection accepted on a listener of `kind`.
-    ///
-    /// `/ibs:` and `/demoptout` are answered 404 until ID sync and opt-out are implemented.
     pub fn of(path: &[u8], kind: ListenerKind) -> Route {
         let r = match path {
             b"/event" => Route::Event,
+            [b'/', b'i', b'b', b's', b':', ..] | b"/ibs" => Route::Ibs,
+            b"/demoptout" | b"/demoptout.jpg" => Route::Optout,
             b"/healthz" => Route::Healthz,
             b"/metrics" => Route::Metrics,
             _ => Route::NotFound,
@@ -43,16 +47,23 @@ impl Route {
     pub fn allow(self) -> &'static str {
         match self {
             Route::Event => "GET, HEAD, POST, OPTIONS",
-            Route::Healthz | Route::Metrics => "GET, HEAD",
+            Route::Ibs | Route::Optout | Route::Healthz | Route::Metrics => "GET, HEAD",
             Route::NotFound => "GET, HEAD, POST, OPTIONS",
         }
+    }
+
+    /// Whether the route is a DCS call (rate limited), as opposed to an admin or unknown path.
+    pub fn is_dcs(self) -> bool {
+        matches!(self, Route::Event | Route::Ibs | Route::Optout)
     }
 
     /// Whether the route takes `m`.
     pub fn allows(self, m: Method) -> bool {
         match self {
             Route::Event | Route::NotFound => true,
-            Route::Healthz | Route::Metrics => matches!(m, Method::Get | Method::Head),
+            Route::Ibs | Route::Optout | Route::Healthz | Route::Metrics => {
+                matches!(m, Method::Get | Method::Head)
+            }
         }
     }
 }
@@ -69,6 +80,10 @@ mod tests {
         assert_eq!(Route::of(b"/event", ListenerKind::Admin), Route::NotFound);
         assert_eq!(Route::of(b"/healthz", ListenerKind::Admin), Route::Healthz);
         assert_eq!(Route::of(b"/events", ListenerKind::All), Route::NotFound);
+        assert_eq!(Route::of(b"/ibs:dpid=1&dpuuid=2", ListenerKind::Public), Route::Ibs);
+        assert_eq!(Route::of(b"/ibsx", ListenerKind::Public), Route::NotFound);
+        assert_eq!(Route::of(b"/demoptout.jpg", ListenerKind::Public), Route::Optout);
+        assert_eq!(Route::of(b"/demoptout", ListenerKind::Admin), Route::NotFound);
         assert!(!Route::Healthz.allows(Method::Post));
     }
 }

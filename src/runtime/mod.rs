@@ -231,6 +231,11 @@ fn table_config(config: &Config) -> TableConfig {
         max_profiles: config.store.max_profiles,
         max_traits_per_profile: config.store.max_traits_per_profile,
         history_days: u16::try_from(config.taxonomy.trait_ttl_days).unwrap_or(u16::MAX),
+        deny: crate::table::DenyRule {
+            max_requests: config.denylist.max_requests,
+            window_s: config.denylist.window_s,
+            ttl_s: config.denylist.ttl_s,
+        },
         ..TableConfig::default()
     }
 }

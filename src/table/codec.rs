@@ -3,10 +3,10 @@
 //!
 //! ```text
 //! u8 flags         1 opted out · 2 denylist counters follow · 4 ECID follows ·
-//!                  8 extras follow · 16 denylisted
+//!                  8 extras follow · 16 denylisted (only with 2)
 //! u32 last_seen_s  little-endian
 //! [u128 ecid]      little-endian
-//! [varint window_start_s, varint count]
+//! [varint window_start_s, varint count [, varint blocked_until_s (≠ 0) if 16]]
 //! varint traits    then, if any, u16 base day (the newest), and per trait:
 //!                  varint id delta (first absolute, then ≥ 1), varint days, and per day
 //!                  varint day delta (from base, then from the previous day, ≥ 1), varint count
@@ -36,7 +36,7 @@ pub(crate) fn encode(p: &Profile, out: &mut Vec<u8>) {
         | flag(deny, DENYLIST)
         | flag(p.ecid.is_some(), ECID)
         | flag(extras, EXTRAS)
-        | flag(p.denylist.blocked, BLOCKED);
+        | flag(p.denylist.blocked_until_s != 0, BLOCKED);
     out.push(flags);
     out.extend_from_slice(&p.last_seen_s.to_le_bytes());
     if let Some(ecid) = p.ecid {
@@ -45,6 +45,9 @@ pub(crate) fn encode(p: &Profile, out: &mut Vec<u8>) {
     if deny {
         put_varint(out, p.denylist.window_start_s.into());
         put_varint(out, p.denylist.count.into());
+        if p.denylist.blocked_until_s != 0 {
+            put_varint(out, p.denylist.blocked_until_s.into());
+        }
     }
     encode_traits(&p.realizations, out);
     put_ids(out, &p.segments);
@@ -79,7 +82,10 @@ pub(crate) fn decode_into(bytes: &[u8], p: &mut Profile) -> Option<()> {
     p.denylist = Denylist::default();
     if flags & DENYLIST != 0 {
         let (window_start_s, count) = (r.varint32()?, r.varint32()?);
-        p.denylist = Denylist { window_start_s, count, blocked: flags & BLOCKED != 0 };
+        let blocked_until_s = if flags & BLOCKED != 0 { r.varint32().filter(|&b| b != 0)? } else { 0 };
+        p.denylist = Denylist { window_start_s, count, blocked_until_s };
+    } else if flags & BLOCKED != 0 {
+        return None;
     }
     decode_traits(&mut r, &mut p.realizations)?;
     get_ids(&mut r, &mut p.segments)?;

@@ -96,7 +96,7 @@ mod shard;
 pub mod snapshot;
 mod sync;
 
-pub use profile::{day_of, Denylist, PartnerResult, Profile, Realization, SyncedId, DAY_S};
+pub use profile::{day_of, DenyRule, Denylist, PartnerResult, Profile, Realization, SyncedId, DAY_S};
 
 use crate::identity::Uuid;
 use entry::Records;
@@ -118,6 +118,8 @@ pub struct TableConfig {
     /// Days of realization history kept (default 120, the default trait TTL): the longest
     /// recency window segments can ask about.
     pub history_days: u16,
+    /// When an ID is denylisted (`[denylist]`).
+    pub deny: DenyRule,
 }
 
 /// The shared table of profiles and ID mappings. `Send + Sync`; share it with an `Arc`.
@@ -125,10 +127,14 @@ pub struct TableConfig {
 pub struct ProfileTable {
     /// UUID (16 bytes LE) → encoded [`Profile`].
     profiles: Map,
-    /// DPID (4 bytes LE) + DPUUID bytes → UUID (16 bytes LE).
+    /// DPID (4 bytes LE) + DPUUID bytes → UUID (16 bytes LE) + when it was mapped (u64 LE,
+    /// Unix milliseconds), so a request with several declared IDs finds the most recent one.
     declared: Map,
     /// ECID (16 bytes LE) → UUID (16 bytes LE).
     ecids: Map,
+    /// Request counters of declared IDs and ECIDs (`deny_key`) → [`Denylist`] (12 bytes);
+    /// profile IDs keep theirs in the profile.
+    denied: Map,
     /// The limits this table was built with.
     config: TableConfig,
     /// Where guards come from (a facade so loom can model it).
@@ -144,13 +150,30 @@ pub(crate) enum Kind {
     Declared = 2,
     /// An ECID mapping.
     Ecid = 3,
+    /// Denylist counters of a declared ID or ECID.
+    Denied = 4,
+}
+
+/// An ID that is not a profile ID, for denylisting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdRef<'a> {
+    /// A declared ID: DPID and DPUUID.
+    Declared(u32, &'a str),
+    /// An Experience Cloud ID.
+    Ecid(u128),
 }
 
 // === impl TableConfig ===
 
 impl Default for TableConfig {
     fn default() -> TableConfig {
-        TableConfig { max_profiles: 10_000_000, max_traits_per_profile: 1000, shards: 64, history_days: 120 }
+        TableConfig {
+            max_profiles: 10_000_000,
+            max_traits_per_profile: 1000,
+            shards: 64,
+            history_days: 120,
+            deny: DenyRule::default(),
+        }
     }
 }
 
@@ -163,6 +186,7 @@ impl ProfileTable {
             profiles: Map::new(config.max_profiles, config.shards),
             declared: Map::new(config.max_profiles, config.shards),
             ecids: Map::new(config.max_profiles, config.shards),
+            denied: Map::new((config.max_profiles / DENIED_SHARE).max(1024), config.shards),
             config,
             collector: Collector::default(),
         }
@@ -194,6 +218,12 @@ impl ProfileTable {
     /// the same time; each run sees the latest profile and only the last run's edit is kept, so
     /// `f` must only edit the profile it is given. Returns what the kept run returned.
     pub fn update<R>(&self, uuid: Uuid, now_s: u64, mut f: impl FnMut(&mut Profile) -> R) -> R {
+        self.update_if(uuid, now_s, |p| (f(p), true))
+    }
+
+    /// [`update`](Self::update) whose closure also says whether to store its edit: `false`
+    /// leaves the table untouched (no profile is created, the last-seen time is not moved).
+    pub fn update_if<R>(&self, uuid: Uuid, now_s: u64, mut f: impl FnMut(&mut Profile) -> (R, bool)) -> R {
         let (key, guard) = (uuid.0.to_le_bytes(), self.collector.pin());
         let (mut result, mut evicted) = (None, Vec::new());
         // Decoded into a per-thread scratch profile whose buffers are reused (taken, not
@@ -205,7 +235,11 @@ impl ProfileTable {
                 p.clear();
             }
             p.expire(now_s, self.config.history_days);
-            result = Some(f(&mut p));
+            let (r, write) = f(&mut p);
+            result = Some(r);
+            if !write {
+                return Change::Keep;
+            }
             p.last_seen_s = p.last_seen_s.max(clamp_s(now_s));
             p.cap_traits(self.config.max_traits_per_profile);
             codec::encode(&p, out);
@@ -254,13 +288,60 @@ impl ProfileTable {
     /// Maps `(dpid, dpuuid)` to `uuid`, replacing an older mapping (most recent wins).
     pub fn map_declared(&self, dpid: u32, dpuuid: &str, uuid: Uuid) {
         let guard = self.collector.pin();
-        self.declared.put(&declared_key(dpid, dpuuid), &uuid.0.to_le_bytes(), &guard, &mut Vec::new());
+        let mut val = [0u8; 24];
+        val[..16].copy_from_slice(&uuid.0.to_le_bytes());
+        val[16..].copy_from_slice(&unix_ms().to_le_bytes());
+        self.declared.put(&declared_key(dpid, dpuuid), &val, &guard, &mut Vec::new());
     }
 
     /// The UUID last mapped to `(dpid, dpuuid)`.
     pub fn lookup_declared(&self, dpid: u32, dpuuid: &str) -> Option<Uuid> {
+        self.lookup_declared_at(dpid, dpuuid).map(|(u, _)| u)
+    }
+
+    /// The UUID last mapped to `(dpid, dpuuid)` and when (Unix milliseconds).
+    pub fn lookup_declared_at(&self, dpid: u32, dpuuid: &str) -> Option<(Uuid, u64)> {
         let guard = self.collector.pin();
-        self.declared.get(&declared_key(dpid, dpuuid), &guard).and_then(uuid_of)
+        let val = self.declared.get(&declared_key(dpid, dpuuid), &guard)?;
+        let at = u64::from_le_bytes(val.get(16..24)?.try_into().ok()?);
+        Some((uuid_of(&val[..16])?, at))
+    }
+
+    /// Of the UUIDs mapped to `ids`, the one mapped most recently (the first on a tie).
+    pub fn most_recent_declared<'a>(&self, ids: impl IntoIterator<Item = (u32, &'a str)>) -> Option<Uuid> {
+        let mut best: Option<(Uuid, u64)> = None;
+        for (dpid, dpuuid) in ids {
+            if let Some((u, at)) = self.lookup_declared_at(dpid, dpuuid) {
+                if best.is_none_or(|(_, b)| at > b) {
+                    best = Some((u, at));
+                }
+            }
+        }
+        best.map(|(u, _)| u)
+    }
+
+    /// Counts one request naming `id` at `now_s` against `[denylist]`; returns whether `id` is
+    /// denylisted (http-api §5.3). Profile IDs count through [`Denylist::note_request`] inside
+    /// their profile's update instead.
+    pub fn note_id(&self, id: IdRef<'_>, now_s: u64) -> bool {
+        let (key, guard, rule) = (deny_key(id), self.collector.pin(), self.config.deny);
+        let mut blocked = false;
+        let mut f = |old: Option<&[u8]>, out: &mut Vec<u8>| {
+            let mut d = old.and_then(decode_denylist).unwrap_or_default();
+            blocked = d.note_request(now_s, &rule);
+            for v in [d.window_start_s, d.count, d.blocked_until_s] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            Change::Put
+        };
+        self.denied.upsert(&key, &guard, &mut f, &mut Vec::new());
+        blocked
+    }
+
+    /// Whether `id` is denylisted at `now_s`, without counting a request.
+    pub fn is_id_blocked(&self, id: IdRef<'_>, now_s: u64) -> bool {
+        let guard = self.collector.pin();
+        self.denied.get(&deny_key(id), &guard).and_then(decode_denylist).is_some_and(|d| d.is_blocked(now_s))
     }
 
     /// Records `dpuuid` as the user's ID at `dpid` in the profile of `uuid` and maps it to
@@ -274,9 +355,16 @@ impl ProfileTable {
             p.set_synced_id(dpid, dpuuid, now_s);
             old
         });
-        if let Some(old) = old {
+        self.remap_declared(uuid, dpid, old.as_deref(), dpuuid);
+    }
+
+    /// The mapping half of [`sync_declared`](Self::sync_declared), for a caller that already
+    /// recorded `dpuuid` in the profile of `uuid` (replacing `old`, its previous ID at `dpid`):
+    /// unmaps `old` if it still maps to `uuid`, and maps `dpuuid` to `uuid`.
+    pub fn remap_declared(&self, uuid: Uuid, dpid: u32, old: Option<&str>, dpuuid: &str) {
+        if let Some(old) = old.filter(|old| *old != dpuuid) {
             let (guard, value) = (self.collector.pin(), uuid.0.to_le_bytes());
-            self.declared.remove_if(&declared_key(dpid, &old), &guard, |v| v == value);
+            self.declared.remove_if(&declared_key(dpid, old), &guard, |v| v.get(..16) == Some(&value[..]));
         }
         self.map_declared(dpid, dpuuid, uuid);
     }
@@ -337,6 +425,7 @@ impl ProfileTable {
             Kind::Profile => &self.profiles,
             Kind::Declared => &self.declared,
             Kind::Ecid => &self.ecids,
+            Kind::Denied => &self.denied,
         }
     }
 
@@ -346,7 +435,7 @@ impl ProfileTable {
             let Some(r) = Records::new(rec).next() else { continue };
             let Some(p) = codec::decode(r.val) else { continue };
             for s in &p.synced {
-                self.declared.remove_if(&declared_key(s.dpid, &s.id), guard, |v| v == r.key);
+                self.declared.remove_if(&declared_key(s.dpid, &s.id), guard, |v| v.get(..16) == Some(r.key));
             }
             if let Some(ecid) = p.ecid {
                 self.ecids.remove_if(&ecid.to_le_bytes(), guard, |v| v == r.key);
@@ -372,6 +461,50 @@ fn declared_key(dpid: u32, dpuuid: &str) -> Vec<u8> {
     key.extend_from_slice(&dpid.to_le_bytes());
     key.extend_from_slice(dpuuid.as_bytes());
     key
+}
+
+/// The ID denylist holds at most `max_profiles / DENIED_SHARE` IDs (at least 1024): only IDs
+/// seen within the last window or denylisted matter, and CLOCK evicts the others first.
+const DENIED_SHARE: usize = 4;
+
+/// The ID-denylist key: `1` + DPID (4 bytes LE) + DPUUID, or `2` + ECID (16 bytes LE).
+fn deny_key(id: IdRef<'_>) -> Vec<u8> {
+    match id {
+        IdRef::Declared(dpid, dpuuid) => {
+            let mut key = Vec::with_capacity(5 + dpuuid.len());
+            key.push(1);
+            key.extend_from_slice(&dpid.to_le_bytes());
+            key.extend_from_slice(dpuuid.as_bytes());
+            key
+        }
+        IdRef::Ecid(ecid) => {
+            let mut key = Vec::with_capacity(17);
+            key.push(2);
+            key.extend_from_slice(&ecid.to_le_bytes());
+            key
+        }
+    }
+}
+
+/// Whether `key` is a key `deny_key` could have made.
+pub(crate) fn is_deny_key(key: &[u8]) -> bool {
+    match key.split_first() {
+        Some((1, rest)) => rest.len() > 4 && std::str::from_utf8(&rest[4..]).is_ok(),
+        Some((2, rest)) => rest.len() == 16,
+        _ => false,
+    }
+}
+
+/// Denylist counters stored as three u32 LE: window start, count, denylisted until.
+pub(crate) fn decode_denylist(v: &[u8]) -> Option<Denylist> {
+    let word = |i: usize| Some(u32::from_le_bytes(v.get(i * 4..i * 4 + 4)?.try_into().ok()?));
+    (v.len() == 12).then_some(())?;
+    Some(Denylist { window_start_s: word(0)?, count: word(1)?, blocked_until_s: word(2)? })
+}
+
+/// Now, Unix milliseconds (0 if the clock is before 1970).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A UUID stored as 16 bytes LE.

@@ -63,15 +63,27 @@ pub struct PartnerResult {
     pub values: Vec<String>,
 }
 
-/// Request-rate counters for one profile ID (spec: denylisting).
+/// Request-rate counters for one ID (http-api §5.3): kept in the profile for its UUID, and in
+/// the table's ID denylist for declared IDs and ECIDs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Denylist {
     /// Start of the current counting window (UTC seconds); 0 = never counted.
     pub window_start_s: u32,
     /// Requests seen in the current window.
     pub count: u32,
-    /// Denylisted for good (spec: no removal).
-    pub blocked: bool,
+    /// Denylisted until this time (UTC seconds); 0 = not denylisted.
+    pub blocked_until_s: u32,
+}
+
+/// When an ID is denylisted (`[denylist]` in `dcsd.toml`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenyRule {
+    /// More requests than this within `window_s` denylist the ID (default 1000).
+    pub max_requests: u32,
+    /// The counting window, seconds (default 10).
+    pub window_s: u32,
+    /// How long the ID stays denylisted, seconds (default 86 400).
+    pub ttl_s: u32,
 }
 
 // === impl Profile ===
@@ -248,17 +260,39 @@ impl Profile {
 // === impl Denylist ===
 
 impl Denylist {
-    /// Counts one request at `now_s` in windows of `window_s`; denylists for good once a window
-    /// holds more than `max` requests. Returns whether the ID is denylisted.
-    pub fn note_request(&mut self, now_s: u64, window_s: u32, max: u32) -> bool {
+    /// Counts one request at `now_s`; once a window of `rule.window_s` holds more than
+    /// `rule.max_requests`, the ID is denylisted for `rule.ttl_s`. Requests of a denylisted ID
+    /// are not counted; when the denylisting ends, counting starts afresh. Returns whether the
+    /// ID is denylisted now.
+    pub fn note_request(&mut self, now_s: u64, rule: &DenyRule) -> bool {
         let now = clamp_s(now_s);
-        if now.saturating_sub(self.window_start_s) >= window_s || self.window_start_s == 0 {
-            self.window_start_s = now;
-            self.count = 0;
+        if self.is_blocked(now_s) {
+            return true;
+        }
+        if self.blocked_until_s != 0
+            || self.window_start_s == 0
+            || now.saturating_sub(self.window_start_s) >= rule.window_s
+        {
+            *self = Denylist { window_start_s: now, count: 0, blocked_until_s: 0 };
         }
         self.count = self.count.saturating_add(1);
-        self.blocked |= self.count > max;
-        self.blocked
+        if self.count > rule.max_requests {
+            self.blocked_until_s = now.saturating_add(rule.ttl_s.max(1));
+        }
+        self.blocked_until_s != 0
+    }
+
+    /// Whether the ID is denylisted at `now_s`.
+    pub fn is_blocked(&self, now_s: u64) -> bool {
+        clamp_s(now_s) < self.blocked_until_s
+    }
+}
+
+// === impl DenyRule ===
+
+impl Default for DenyRule {
+    fn default() -> DenyRule {
+        DenyRule { max_requests: 1000, window_s: 10, ttl_s: 86_400 }
     }
 }
 

@@ -2,8 +2,9 @@
 //! and denylist counters, declared-ID and ECID maps) in one checksummed file.
 //!
 //! ```text
-//! header   b"DCSDSNAP" · u32 version (1) · u32 reserved (0)
-//! record*  u8 kind (1 profile, 2 declared ID, 3 ECID) · varint klen · key · varint vlen · value
+//! header   b"DCSDSNAP" · u32 version (2) · u32 reserved (0)
+//! record*  u8 kind (1 profile, 2 declared ID, 3 ECID, 4 ID denylist) · varint klen · key ·
+//!          varint vlen · value
 //! trailer  u8 0xFF · u64 record count · u32 CRC-32 (IEEE) of every byte before it
 //! ```
 //! Integers little-endian. [`write()`] streams to `<path>.tmp`, fsyncs it, renames it over
@@ -29,8 +30,11 @@ use super::entry::put_varint;
 use super::{codec, Kind, ProfileTable, TableConfig};
 
 const MAGIC: &[u8; 8] = b"DCSDSNAP";
-const VERSION: u32 = 1;
+/// 2: declared-ID mappings carry their time; the ID denylist. Version 1 files are refused.
+const VERSION: u32 = 2;
 const TRAILER: u8 = 0xFF;
+/// Every map, in file order.
+const KINDS: [Kind; 4] = [Kind::Profile, Kind::Declared, Kind::Ecid, Kind::Denied];
 /// Longest key restore accepts (a DPUUID is far shorter).
 const MAX_KEY_BYTES: usize = 4096;
 /// Longest value restore accepts.
@@ -46,8 +50,17 @@ pub struct SnapshotStats {
     pub declared: u64,
     /// ECID mappings.
     pub ecids: u64,
+    /// Declared IDs and ECIDs with denylist counters.
+    pub denied: u64,
     /// File size.
     pub bytes: u64,
+}
+
+impl SnapshotStats {
+    /// Records of every kind.
+    pub fn records(&self) -> u64 {
+        self.profiles + self.declared + self.ecids + self.denied
+    }
 }
 
 /// Why a snapshot could not be written or restored.
@@ -153,10 +166,10 @@ pub fn write(table: &ProfileTable, path: &Path) -> Result<SnapshotStats, Snapsho
         *count_of(&mut stats, kind) += 1;
         out.write_all(&rec)
     };
-    for kind in [Kind::Profile, Kind::Declared, Kind::Ecid] {
+    for kind in KINDS {
         table.walk_map(kind, &mut put)?;
     }
-    let records = stats.profiles + stats.declared + stats.ecids;
+    let records = stats.records();
     out.write_all(&[TRAILER])?;
     out.write_all(&records.to_le_bytes())?;
     let mut crc = out.into_inner().map_err(io::IntoInnerError::into_error)?;
@@ -211,7 +224,7 @@ fn check_trailer<R: Read>(input: &mut Crc<R>, stats: &SnapshotStats) -> Result<(
     let sum = input.hasher.clone().finalize();
     let mut stored = [0u8; 4];
     input.read_exact(&mut stored)?;
-    if u64::from_le_bytes(count) != stats.profiles + stats.declared + stats.ecids {
+    if u64::from_le_bytes(count) != stats.records() {
         return Err(SnapshotError::Corrupt("record count does not match the trailer"));
     }
     if u32::from_le_bytes(stored) != sum {
@@ -227,14 +240,15 @@ fn check_trailer<R: Read>(input: &mut Crc<R>, stats: &SnapshotStats) -> Result<(
 fn validate(kind: Kind, key: &[u8], val: &[u8]) -> Result<(), SnapshotError> {
     let ok = match kind {
         Kind::Profile => key.len() == 16 && codec::decode(val).is_some(),
-        Kind::Declared => key.len() >= 4 && val.len() == 16 && std::str::from_utf8(&key[4..]).is_ok(),
+        Kind::Declared => key.len() >= 4 && val.len() == 24 && std::str::from_utf8(&key[4..]).is_ok(),
         Kind::Ecid => key.len() == 16 && val.len() == 16,
+        Kind::Denied => super::is_deny_key(key) && super::decode_denylist(val).is_some(),
     };
     ok.then_some(()).ok_or(SnapshotError::Corrupt("invalid record"))
 }
 
 fn kind_of(tag: u8) -> Option<Kind> {
-    [Kind::Profile, Kind::Declared, Kind::Ecid].into_iter().find(|k| *k as u8 == tag)
+    KINDS.into_iter().find(|k| *k as u8 == tag)
 }
 
 fn count_of(stats: &mut SnapshotStats, kind: Kind) -> &mut u64 {
@@ -242,6 +256,7 @@ fn count_of(stats: &mut SnapshotStats, kind: Kind) -> &mut u64 {
         Kind::Profile => &mut stats.profiles,
         Kind::Declared => &mut stats.declared,
         Kind::Ecid => &mut stats.ecids,
+        Kind::Denied => &mut stats.denied,
     }
 }
 

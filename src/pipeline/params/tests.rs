@@ -66,7 +66,9 @@ fn bad_escapes_and_utf8_invalidate_everything() {
 #[test]
 fn classes() {
     assert_eq!(classify(b"c_x"), KeyClass::Customer);
-    assert_eq!(classify(b"d_sid"), KeyClass::Platform);
+    assert_eq!(classify(b"d_sid"), KeyClass::Control);
+    assert_eq!(classify(b"gdpr_consent"), KeyClass::Control);
+    assert_eq!(classify(b"d_custom"), KeyClass::Platform);
     assert_eq!(classify(b"h_host"), KeyClass::Header);
     assert_eq!(classify(b"p_secret"), KeyClass::Private);
     assert_eq!(classify(b"price"), KeyClass::Unprefixed);
@@ -121,4 +123,20 @@ fn control_in_one_pass() {
         .collect();
     // d_cid in order (commas kept), then d_cid_ic, then d_dpid+d_dpuuid, then dpid+dpuuid.
     assert_eq!(declared, vec!["cid:1\u{1}x,y", "cid:2\u{1}z", "ic:crm\u{1}a", "pair:5/L1", "pair:6/L2"]);
+}
+
+#[test]
+fn signals_skip_control_and_forged_header_keys() {
+    let mut p = Pairs::default();
+    let q = b"c_a=1,2&d_rtbd=json&h_host=forged&p_x=%22q%2Cr%22&d_custom=z&gdpr=1&d_sid=5,6&price=3";
+    let v = p.decode(q, b"c_b=4").unwrap();
+    let got: Vec<(String, String)> = v
+        .signals()
+        .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    let want = [("c_a", "1"), ("c_a", "2"), ("p_x", "q,r"), ("d_custom", "z"), ("price", "3"), ("c_b", "4")];
+    assert_eq!(got, want.map(|(k, v)| (k.to_owned(), v.to_owned())));
+    let c = Control::from_view(&v);
+    assert!(c.json && c.gdpr);
+    assert_eq!(c.sids, vec![&b"5"[..], &b"6"[..]]);
 }

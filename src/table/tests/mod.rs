@@ -140,23 +140,25 @@ fn opt_outs_and_denylist_counters_are_kept() {
     t.update(Uuid(1), NOW, |p| {
         p.opt_out_customer(44);
         for _ in 0..5 {
-            p.denylist.note_request(NOW, 10, 3);
+            p.denylist.note_request(NOW, &DenyRule { max_requests: 3, window_s: 10, ttl_s: 100 });
         }
     });
     let p = t.get(Uuid(1), NOW).unwrap();
     assert!(p.is_opted_out(44) && !p.is_opted_out(45) && !p.is_opted_out_globally());
-    assert!(p.denylist.blocked && p.denylist.count == 5);
+    assert!(p.denylist.is_blocked(NOW) && p.denylist.count == 4, "{:?}", p.denylist);
     t.update(Uuid(1), NOW, Profile::opt_out_globally);
     assert!(t.get(Uuid(1), NOW).unwrap().is_opted_out(45));
 }
 
 #[test]
 fn denylist_windows_reset() {
-    let mut d = Denylist::default();
-    assert!(!d.note_request(100, 10, 2) && !d.note_request(101, 10, 2));
-    assert!(!d.note_request(111, 10, 2), "new window");
-    assert!(!d.note_request(112, 10, 2) && d.note_request(113, 10, 2));
-    assert!(d.note_request(500, 10, 2), "denylisted for good");
+    let (mut d, rule) = (Denylist::default(), DenyRule { max_requests: 2, window_s: 10, ttl_s: 100 });
+    assert!(!d.note_request(100, &rule) && !d.note_request(101, &rule));
+    assert!(!d.note_request(111, &rule), "new window");
+    assert!(!d.note_request(112, &rule) && d.note_request(113, &rule));
+    assert!(d.note_request(212, &rule) && d.is_blocked(212), "denylisted for ttl_s");
+    assert!(!d.note_request(213, &rule) && !d.is_blocked(213), "the denylisting ended; counting restarts");
+    assert_eq!(d.count, 1);
 }
 
 #[test]
@@ -166,7 +168,7 @@ fn the_codec_refuses_every_truncation_and_broken_invariants() {
     p.set_ecid(Some(u128::MAX));
     p.opt_out_customer(3);
     p.set_partner_result(4, 99, vec!["a".into(), "bc".into()]);
-    p.denylist.note_request(NOW, 10, 0);
+    p.denylist.note_request(NOW, &DenyRule { max_requests: 0, window_s: 10, ttl_s: 100 });
     let mut bytes = Vec::new();
     codec::encode(&p, &mut bytes);
     assert_eq!(codec::decode(&bytes), Some(p));
@@ -248,4 +250,32 @@ fn stress_overlapping_keys_match_the_model() {
         let p = t.get(Uuid(k), NOW).unwrap();
         assert_eq!(p.frequency(u32::try_from(k % 3).unwrap(), 0, u16::MAX), u32::try_from(want).unwrap());
     }
+}
+
+#[test]
+fn declared_ids_and_ecids_are_denylisted_for_ttl() {
+    let mut t = small(100, 2);
+    t.config.deny = DenyRule { max_requests: 2, window_s: 10, ttl_s: 50 };
+    let (crm, ecid) = (IdRef::Declared(7, "user-1"), IdRef::Ecid(42));
+    assert!(!t.note_id(crm, NOW) && !t.note_id(crm, NOW + 1));
+    assert!(t.note_id(crm, NOW + 2), "the third request in the window");
+    assert!(t.is_id_blocked(crm, NOW + 51) && !t.is_id_blocked(crm, NOW + 52));
+    assert!(!t.is_id_blocked(IdRef::Declared(8, "user-1"), NOW + 3), "keyed by data source");
+    assert!(!t.is_id_blocked(ecid, NOW + 3) && !t.note_id(ecid, NOW + 3));
+    assert_eq!(t.denied.len(), 2);
+}
+
+#[test]
+fn the_most_recently_mapped_declared_id_wins() {
+    let t = small(100, 2);
+    t.map_declared(1, "a", Uuid(10));
+    let at = unix_ms();
+    while unix_ms() == at {} // the next mapping is a millisecond later
+    t.map_declared(2, "b", Uuid(20));
+    assert_eq!(t.most_recent_declared([(1, "a"), (2, "b")]), Some(Uuid(20)));
+    assert_eq!(t.most_recent_declared([(2, "b"), (1, "a")]), Some(Uuid(20)));
+    assert_eq!(t.most_recent_declared([(3, "c"), (1, "a")]), Some(Uuid(10)));
+    assert_eq!(t.most_recent_declared([(3, "c")]), None);
+    t.map_declared(1, "a", Uuid(11));
+    assert_eq!(t.most_recent_declared([(1, "a"), (2, "b")]), Some(Uuid(11)));
 }

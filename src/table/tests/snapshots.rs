@@ -27,9 +27,12 @@ fn filled(profiles: u128) -> ProfileTable {
     t.update(Uuid(1), NOW, |p| {
         p.opt_out_globally();
         p.set_ecid(Some(42));
-        p.denylist.note_request(NOW, 10, 100);
+        p.denylist.note_request(NOW, &DenyRule::default());
     });
     t.map_ecid(42, Uuid(1));
+    let blocked = IdRef::Declared(20_914, "crm000000007");
+    while !t.note_id(blocked, NOW) {}
+    t.note_id(IdRef::Ecid(42), NOW);
     t
 }
 
@@ -37,7 +40,7 @@ fn filled(profiles: u128) -> ProfileTable {
 fn a_snapshot_restores_every_profile_and_mapping() {
     let (t, path) = (filled(300), temp_path("round-trip"));
     let written = snapshot::write(&t, &path).unwrap();
-    assert_eq!((written.profiles, written.declared, written.ecids), (300, 300, 1));
+    assert_eq!((written.profiles, written.declared, written.ecids, written.denied), (300, 300, 1, 2));
     let (r, read) = snapshot::restore(&path, t.config().clone()).unwrap();
     assert_eq!(read, written);
     for i in 0..300u128 {
@@ -47,6 +50,8 @@ fn a_snapshot_restores_every_profile_and_mapping() {
     let p = r.get(Uuid(1), NOW).unwrap();
     assert!(p.is_opted_out_globally() && p.denylist.count == 1);
     assert_eq!(r.lookup_ecid(42), Some(Uuid(1)));
+    assert!(r.is_id_blocked(IdRef::Declared(20_914, "crm000000007"), NOW), "the ID denylist survives");
+    assert!(!r.is_id_blocked(IdRef::Ecid(42), NOW));
     std::fs::remove_file(path).unwrap();
 }
 

@@ -1,0 +1,166 @@
+//! `/ibs:` — inbound ID sync (http-api §8).
+//!
+//! The pairs follow the colon (`/ibs:dpid=24&dpuuid=98765`), then any query string. The
+//! declared IDs (`dpid` + `dpuuid`, `d_cid`, `d_cid_ic`, `d_dpid` + `d_dpuuid`) are validated
+//! and denylisted as on `/event` (§5.2, §5.3) and mapped to the profile of the `demdex` cookie,
+//! else a new one. `redir` sends the browser on with `302` when it is an absolute `http`/`https`
+//! URL whose host is allowed for the data source of a kept ID (`sync_redirect_domains`: the
+//! domain itself or a subdomain of it), with every `${DD_UUID}` replaced by the profile ID;
+//! any other `redir` is answered with the pixel and error 311. A refused sync (opt-out 171,
+//! denylisted 307, no consent 315, invalid request) maps nothing, sets no cookie and does not
+//! redirect.
+
+use crate::http::conn::Request;
+use crate::identity::declared::DeclaredId;
+
+use super::super::params::Control;
+use super::super::Dcs;
+use super::identity::{
+    check_host_and_org, consent_ok, cookie_id, declared_ids, fresh_id, host_without_port, now_s,
+    opt_out_for_consent, opted_out, record, CookieId, ProfileId,
+};
+use super::render::{pixel, DcsError, SetCookie, INVALID_PARAMETERS};
+
+/// The substitution marker in `redir`.
+const DD_UUID: &[u8] = b"${DD_UUID}";
+
+/// Answers `/ibs:…` (GET, HEAD).
+pub fn ibs(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
+    let path = req.head.path.get(req.buf);
+    let after_colon = path.iter().position(|&b| b == b':').map_or(&b""[..], |i| &path[i + 1..]);
+    let query = req.head.query.map_or(&b""[..], |q| q.get(req.buf));
+    let mut pairs = dcs.pairs.borrow_mut();
+    let mut errors = Vec::new();
+    let Ok(view) = pairs.decode(after_colon, query) else {
+        errors.push(DcsError { code: 311, msg: INVALID_PARAMETERS.into() });
+        return pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
+    };
+    let ctl = Control::from_view(&view);
+    let redir = view.raw_first(b"redir");
+    let Some(customer) = check_host_and_org(dcs, req, &ctl, &mut errors) else {
+        return pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
+    };
+    let now = now_s();
+    let declared = declared_ids(dcs, &ctl, customer, now, &mut errors);
+    let Some(digits) = sync(dcs, req, &ctl, customer, &declared, now, &mut errors) else {
+        return pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
+    };
+    let location = redir.and_then(|r| {
+        let allowed = allowed_redirect(dcs, r, &declared);
+        if !allowed {
+            errors.push(DcsError { code: 311, msg: INVALID_PARAMETERS.into() });
+        }
+        allowed.then(|| substitute(r, &digits))
+    });
+    pixel(dcs, req, SetCookie::Profile(&digits), location.as_deref(), &errors, out)
+}
+
+/// Maps `declared` to the profile of the cookie (else a new one); returns its ID, or `None`
+/// when the sync was refused.
+fn sync(
+    dcs: &Dcs,
+    req: &Request<'_>,
+    ctl: &Control<'_>,
+    customer: u32,
+    declared: &[DeclaredId<'_>],
+    now: u64,
+    errors: &mut Vec<DcsError>,
+) -> Option<[u8; 38]> {
+    let id = match cookie_id(req, ctl.coppa) {
+        CookieId::OptedOut => {
+            errors.push(opted_out(b"NOTARGET"));
+            return None;
+        }
+        CookieId::Profile(uuid, digits) => ProfileId { uuid, digits, fresh: false },
+        CookieId::Absent => fresh_id(dcs),
+    };
+    if !consent_ok(dcs, ctl, errors) {
+        opt_out_for_consent(dcs, &id, customer, declared, now);
+        return None;
+    }
+    match record(dcs, &id, customer, declared, None, now, |_| {}) {
+        Ok(()) => Some(id.digits),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
+}
+
+/// Whether `url` is an absolute `http`/`https` URL, safe to put in a header, whose host is a
+/// `sync_redirect_domains` entry (or a subdomain of one) of a kept ID's data source.
+fn allowed_redirect(dcs: &Dcs, url: &[u8], declared: &[DeclaredId<'_>]) -> bool {
+    let Some(host) = redirect_host(url) else { return false };
+    let taxonomy = dcs.taxonomy();
+    declared.iter().any(|d| {
+        taxonomy.data_sources.iter().filter(|s| s.dpid == d.dpid).any(|s| {
+            s.sync_redirect_domains.iter().any(|dom| {
+                let dom = dom.as_bytes();
+                host.eq_ignore_ascii_case(dom)
+                    || (host.len() > dom.len()
+                        && host[host.len() - dom.len() - 1] == b'.'
+                        && host[host.len() - dom.len()..].eq_ignore_ascii_case(dom))
+            })
+        })
+    })
+}
+
+/// The host of an absolute `http`/`https` URL; `None` for anything else, for user info
+/// (`http://allowed@evil/`), and for bytes that cannot appear in a `Location` header.
+fn redirect_host(url: &[u8]) -> Option<&[u8]> {
+    if url.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        return None;
+    }
+    let rest =
+        strip_prefix_ignore_case(url, b"https://").or_else(|| strip_prefix_ignore_case(url, b"http://"))?;
+    let end = rest.iter().position(|&b| matches!(b, b'/' | b'?' | b'#' | b'\\')).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.contains(&b'@') {
+        return None;
+    }
+    let host = host_without_port(authority);
+    (!host.is_empty()).then_some(host)
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)).then(|| &s[prefix.len()..])
+}
+
+/// `url` with every `${DD_UUID}` replaced by `uuid`.
+fn substitute(url: &[u8], uuid: &[u8; 38]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(url.len() + 38);
+    let mut rest = url;
+    while let Some(i) = rest.windows(DD_UUID.len()).position(|w| w == DD_UUID) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(uuid);
+        rest = &rest[i + DD_UUID.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_hosts() {
+        assert_eq!(redirect_host(b"https://sync.x.example/p?u=1"), Some(&b"sync.x.example"[..]));
+        assert_eq!(redirect_host(b"HTTP://sync.x.example:8080"), Some(&b"sync.x.example"[..]));
+        assert_eq!(redirect_host(b"https://a.example@evil.example/"), None);
+        assert_eq!(redirect_host(b"javascript:alert(1)"), None);
+        assert_eq!(redirect_host(b"//sync.x.example/"), None);
+        assert_eq!(redirect_host(b"https://sync.x.example/\r\nSet-Cookie: a=b"), None);
+        assert_eq!(redirect_host(b"https://evil.example\\.sync.x.example/"), Some(&b"evil.example"[..]));
+        assert_eq!(redirect_host(b"https:///path"), None);
+    }
+
+    #[test]
+    fn every_marker_is_replaced() {
+        let uuid = [b'7'; 38];
+        let got = substitute(b"https://p.example/s?a=${DD_UUID}&b=${DD_UUID}", &uuid);
+        let want = format!("https://p.example/s?a={0}&b={0}", "7".repeat(38));
+        assert_eq!(String::from_utf8(got).unwrap(), want);
+        assert_eq!(substitute(b"https://p.example/", &uuid), b"https://p.example/");
+    }
+}

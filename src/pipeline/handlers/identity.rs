@@ -1,0 +1,283 @@
+//! The identity steps the DCS routes share (http-api §5, §9, §10): the host's customer, the
+//! declared IDs (validated, then denylisted), the `demdex` cookie, the profile ID, the ECID and
+//! consent.
+
+use crate::http::conn::Request;
+use crate::identity::declared::{global_device, DeclaredId};
+use crate::identity::{cookie_value, Uuid};
+use crate::privacy::tcf::TcString;
+use crate::table::{IdRef, Profile};
+
+use super::super::params::Control;
+use super::super::Dcs;
+use super::render::DcsError;
+
+/// What the `demdex` cookie says about the browser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CookieId {
+    /// No cookie, an unreadable one, or `d_coppa=1`.
+    Absent,
+    /// A valid profile ID.
+    Profile(Uuid, [u8; 38]),
+    /// `NOTARGET`: the browser opted out globally (http-api §9).
+    OptedOut,
+}
+
+/// The cookie's profile ID or opt-out; `d_coppa=1` does not read it (http-api §4).
+pub fn cookie_id(req: &Request<'_>, coppa: bool) -> CookieId {
+    let Some(value) =
+        req.head.cookie.filter(|_| !coppa).and_then(|c| cookie_value(c.get(req.buf), b"demdex"))
+    else {
+        return CookieId::Absent;
+    };
+    if value == b"NOTARGET" {
+        return CookieId::OptedOut;
+    }
+    match (Uuid::parse(value), <[u8; 38]>::try_from(value)) {
+        (Some(u), Ok(digits)) => CookieId::Profile(u, digits),
+        _ => CookieId::Absent,
+    }
+}
+
+/// Now, UTC seconds.
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The host's customer (http-api §6.5): error 100 without a `Host` (HTTP/1.0), 1 for an unknown
+/// host, 2 for a `d_orgid` the taxonomy does not know. Any of them makes the request invalid.
+pub fn check_host_and_org(
+    dcs: &Dcs,
+    req: &Request<'_>,
+    ctl: &Control<'_>,
+    errors: &mut Vec<DcsError>,
+) -> Option<u32> {
+    let taxonomy = dcs.taxonomy();
+    let Some(host) = req.head.host.map(|h| host_without_port(h.get(req.buf))) else {
+        errors.push(DcsError { code: 100, msg: "Could not retrieve host name for the request".into() });
+        return None;
+    };
+    let Some(customer) = taxonomy.customer_for_host(host) else {
+        let msg = format!("Could not find config for hostname: {}", String::from_utf8_lossy(host));
+        errors.push(DcsError { code: 1, msg });
+        return None;
+    };
+    if let Some(org) = ctl.orgid.filter(|o| taxonomy.customer_for_org(o).is_none()) {
+        let msg = format!(
+            "Invalid d_orgid value (could not find a config for this org id): {}",
+            String::from_utf8_lossy(org)
+        );
+        errors.push(DcsError { code: 2, msg });
+        return None;
+    }
+    Some(customer)
+}
+
+/// `host[:port]` or `[v6]:port` → the host part (http-api §6.5: matched without the port).
+pub fn host_without_port(h: &[u8]) -> &[u8] {
+    if h.first() == Some(&b'[') {
+        return h.iter().position(|&b| b == b']').map_or(h, |i| &h[..=i]);
+    }
+    h.iter().position(|&b| b == b':').map_or(h, |i| &h[..i])
+}
+
+/// The request's declared IDs, validated for the host's customer (http-api §5.2), then counted
+/// against the denylist (§5.3): a denylisted one is dropped with 303 (306 for a global device
+/// data source).
+pub fn declared_ids<'a>(
+    dcs: &Dcs,
+    ctl: &Control<'a>,
+    customer: u32,
+    now_s: u64,
+    errors: &mut Vec<DcsError>,
+) -> Vec<DeclaredId<'a>> {
+    if ctl.declared.is_empty() {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    let mut kept = crate::identity::declared::resolve(&ctl.declared, &dcs.taxonomy(), customer, &mut found);
+    errors.extend(found.into_iter().map(|(code, msg)| DcsError { code, msg }));
+    kept.retain(|d| {
+        if !dcs.shared.table.note_id(IdRef::Declared(d.dpid, d.dpuuid), now_s) {
+            return true;
+        }
+        errors.push(if global_device(d.dpid).is_some() {
+            DcsError { code: 306, msg: format!("Blocked declared device id {}", d.dpuuid) }
+        } else {
+            DcsError { code: 303, msg: format!("Blocked customer id {}", d.dpuuid) }
+        });
+        false
+    });
+    kept
+}
+
+/// A request's profile ID.
+#[derive(Clone, Copy, Debug)]
+pub struct ProfileId {
+    /// The ID.
+    pub uuid: Uuid,
+    /// Its 38 digits (copied from the request when it came from there).
+    pub digits: [u8; 38],
+    /// Generated for this request: nothing names it yet.
+    pub fresh: bool,
+}
+
+/// The profile ID (http-api §5.1): valid `d_uuid` (else error 102), else the cookie's, else
+/// the UUID most recently mapped to one of `declared`, else a new one.
+pub fn resolve_uuid(
+    dcs: &Dcs,
+    ctl: &Control<'_>,
+    cookie: CookieId,
+    declared: &[DeclaredId<'_>],
+    errors: &mut Vec<DcsError>,
+) -> ProfileId {
+    let from_param = ctl.uuid.and_then(|v| {
+        let u = Uuid::parse(v).zip(<[u8; 38]>::try_from(v).ok());
+        if u.is_none() {
+            let msg = format!("Invalid AAM ID passed in request {}", String::from_utf8_lossy(v));
+            errors.push(DcsError { code: 102, msg });
+        }
+        u
+    });
+    let from_cookie = || match cookie {
+        CookieId::Profile(u, digits) => Some((u, digits)),
+        CookieId::Absent | CookieId::OptedOut => None,
+    };
+    let from_declared = || {
+        let u = dcs.shared.table.most_recent_declared(declared.iter().map(|d| (d.dpid, d.dpuuid)))?;
+        Some((u, u.to_digits()))
+    };
+    match from_param.or_else(from_cookie).or_else(from_declared) {
+        Some((uuid, digits)) => ProfileId { uuid, digits, fresh: false },
+        None => fresh_id(dcs),
+    }
+}
+
+/// `d_mid`: 38 ASCII digits, else error 101 and ignored (http-api §4).
+pub fn ecid(ctl: &Control<'_>, errors: &mut Vec<DcsError>) -> Option<u128> {
+    let mid = ctl.mid?;
+    let ecid = Uuid::parse(mid).map(|u| u.0);
+    if ecid.is_none() {
+        let msg = format!("Invalid Experience Cloud id passed in {}", String::from_utf8_lossy(mid));
+        errors.push(DcsError { code: 101, msg });
+    }
+    ecid
+}
+
+/// Consent (http-api §10): without `gdpr=1` there is nothing to check; with it, `gdpr_consent`
+/// must be a TC string that consents to purposes 1 and 10 and to `privacy.consent_vendor_id`.
+/// Otherwise pushes error 315 and returns `false`.
+pub fn consent_ok(dcs: &Dcs, ctl: &Control<'_>, errors: &mut Vec<DcsError>) -> bool {
+    if !ctl.gdpr {
+        return true;
+    }
+    let vendor = dcs.shared.config.privacy.consent_vendor_id;
+    let ok = ctl
+        .gdpr_consent
+        .and_then(|tc| TcString::parse(tc).ok())
+        .is_some_and(|tc| tc.allows(vendor).unwrap_or(false));
+    if !ok {
+        errors.push(DcsError { code: 315, msg: "Consent string indicates no consent".into() });
+    }
+    ok
+}
+
+/// Records a request in the profile of `id`, in one atomic update: refuses it with 171 when
+/// the profile opted out of `customer` (or globally) and with 307 when the profile ID is
+/// denylisted (§5.3; storing nothing else), else records `declared` (most recent wins), the
+/// ECID and whatever `edit` adds, then maps the declared IDs and the ECID to the profile.
+pub fn record(
+    dcs: &Dcs,
+    id: &ProfileId,
+    customer: u32,
+    declared: &[DeclaredId<'_>],
+    ecid: Option<u128>,
+    now: u64,
+    mut edit: impl FnMut(&mut Profile),
+) -> Result<(), DcsError> {
+    let table = &dcs.shared.table;
+    let rule = table.config().deny;
+    let mut replaced: Vec<Option<String>> = Vec::new();
+    let refused = table.update_if(id.uuid, now, |p| {
+        if p.is_opted_out(customer) {
+            return (Some(opted_out(&id.digits)), false);
+        }
+        let was_blocked = p.denylist.is_blocked(now);
+        if p.denylist.note_request(now, &rule) {
+            let msg = format!("Blocked profile operation for {}", String::from_utf8_lossy(&id.digits));
+            return (Some(DcsError { code: 307, msg }), !was_blocked);
+        }
+        replaced.clear();
+        for d in declared {
+            replaced.push(p.synced_id(d.dpid).filter(|old| *old != d.dpuuid).map(str::to_owned));
+            p.set_synced_id(d.dpid, d.dpuuid, now);
+        }
+        if ecid.is_some() {
+            p.set_ecid(ecid);
+        }
+        edit(p);
+        (None, true)
+    });
+    if let Some(e) = refused {
+        return Err(e);
+    }
+    for (d, old) in declared.iter().zip(&replaced) {
+        table.remap_declared(id.uuid, d.dpid, old.as_deref(), d.dpuuid);
+    }
+    if let Some(e) = ecid {
+        table.map_ecid(e, id.uuid);
+    }
+    Ok(())
+}
+
+/// Opts profile `uuid` out of `customer` and maps `declared` to it, so later requests that name
+/// them find the opt-out (http-api §9, partner level).
+pub fn opt_out(dcs: &Dcs, uuid: Uuid, customer: u32, declared: &[DeclaredId<'_>], now: u64) {
+    let table = &dcs.shared.table;
+    let replaced: Vec<Option<String>> = table.update(uuid, now, |p| {
+        p.opt_out_customer(customer);
+        declared
+            .iter()
+            .map(|d| {
+                let old = p.synced_id(d.dpid).filter(|old| *old != d.dpuuid).map(str::to_owned);
+                p.set_synced_id(d.dpid, d.dpuuid, now);
+                old
+            })
+            .collect()
+    });
+    for (d, old) in declared.iter().zip(&replaced) {
+        table.remap_declared(uuid, d.dpid, old.as_deref(), d.dpuuid);
+    }
+}
+
+/// Consent failed (§10 → §9): the profile opts out of `customer`. A fresh ID that no declared
+/// ID names would be a profile nobody can reach again, so it is not created.
+pub fn opt_out_for_consent(dcs: &Dcs, id: &ProfileId, customer: u32, declared: &[DeclaredId<'_>], now: u64) {
+    if !id.fresh || !declared.is_empty() {
+        opt_out(dcs, id.uuid, customer, declared, now);
+    }
+}
+
+/// A new profile ID from this core's CSPRNG.
+pub fn fresh_id(dcs: &Dcs) -> ProfileId {
+    let (uuid, digits) = Uuid::generate_with_digits(&mut *dcs.rng.borrow_mut());
+    ProfileId { uuid, digits, fresh: true }
+}
+
+/// Error 171 for `id`.
+pub fn opted_out(id: &[u8]) -> DcsError {
+    DcsError { code: 171, msg: format!("Encountered opt out tag for id {}", String::from_utf8_lossy(id)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(host_without_port(b"acme.example:8080"), b"acme.example");
+        assert_eq!(host_without_port(b"acme.example"), b"acme.example");
+        assert_eq!(host_without_port(b"[::1]:80"), b"[::1]");
+        assert_eq!(host_without_port(b"[::1"), b"[::1");
+    }
+}

@@ -1,0 +1,175 @@
+//! Response pieces the DCS routes share: DCS errors (`errors` and `X-Error`), the `demdex`
+//! cookie, CORS, JSON strings and the pixel.
+
+use crate::http::conn::Request;
+use crate::http::response::{push_conn_header, push_u64};
+use crate::http::Method;
+
+use super::super::Dcs;
+
+/// nginx's `empty_gif`: the 43-byte transparent 1×1 GIF89a.
+pub const PIXEL_GIF: [u8; 43] = [
+    b'G', b'I', b'F', b'8', b'9', b'a', 0x01, 0x00, 0x01, 0x00, 0x80, 0x01, 0x00, 0x00, 0x00, 0x00, 0xff,
+    0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x01, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00,
+    0x01, 0x00, 0x00, 0x02, 0x02, 0x4c, 0x01, 0x00, 0x3b,
+];
+
+/// Error 311's message (aam-reference §7).
+pub const INVALID_PARAMETERS: &str = "Request contains invalid parameters";
+
+/// A DCS error for the response (`errors` and `X-Error`), in the order errors arose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DcsError {
+    /// The code (aam-reference §7).
+    pub code: u16,
+    /// The message, with the offending ID filled in.
+    pub msg: String,
+}
+
+/// `Set-Cookie` lines of a global opt-out (http-api §9): `demdex` and `dextp` set to
+/// `NOTARGET` for 10 years, with the configured attributes.
+fn push_optout_cookies(out: &mut Vec<u8>, attrs_10y: &[u8]) {
+    for name in [&b"demdex"[..], b"dextp"] {
+        out.extend_from_slice(b"Set-Cookie: ");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"=NOTARGET");
+        out.extend_from_slice(attrs_10y);
+    }
+}
+
+/// Which cookies a pixel answer sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetCookie<'a> {
+    /// None.
+    Nothing,
+    /// `demdex=<uuid>` for 180 days.
+    Profile(&'a [u8; 38]),
+    /// `demdex=NOTARGET` and `dextp=NOTARGET` for 10 years.
+    OptOut,
+}
+
+/// A `200` pixel answer (or `302` to `location`) with cookies, `X-Error` and CORS.
+pub fn pixel(
+    dcs: &Dcs,
+    req: &Request<'_>,
+    cookie: SetCookie<'_>,
+    location: Option<&[u8]>,
+    errors: &[DcsError],
+    out: &mut Vec<u8>,
+) -> u16 {
+    let status = if location.is_some() { 302 } else { 200 };
+    dcs.start_response(out, status, req.now);
+    match location {
+        Some(l) => {
+            out.extend_from_slice(b"Location: ");
+            out.extend_from_slice(l);
+            out.extend_from_slice(b"\r\nContent-Length: 0\r\n");
+        }
+        None => out.extend_from_slice(b"Content-Type: image/gif\r\nContent-Length: 43\r\n"),
+    }
+    match cookie {
+        SetCookie::Nothing => {}
+        SetCookie::Profile(digits) => {
+            out.extend_from_slice(b"Set-Cookie: demdex=");
+            out.extend_from_slice(digits);
+            out.extend_from_slice(&dcs.cookie_attrs);
+        }
+        SetCookie::OptOut => push_optout_cookies(out, &dcs.optout_cookie_attrs),
+    }
+    push_x_error(out, errors);
+    push_cors(req, out);
+    push_conn_header(out, req.conn);
+    out.extend_from_slice(b"\r\n");
+    if location.is_none() && req.head.method != Method::Head {
+        out.extend_from_slice(&PIXEL_GIF);
+    }
+    status
+}
+
+/// `X-Error: c1,c2,…` when there are errors.
+pub fn push_x_error(out: &mut Vec<u8>, errors: &[DcsError]) {
+    if errors.is_empty() {
+        return;
+    }
+    out.extend_from_slice(b"X-Error: ");
+    for (i, e) in errors.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_u64(out, u64::from(e.code));
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `,"errors":[{"code":N,"msg":"…"},…]` when there are errors.
+pub fn push_errors_field(out: &mut Vec<u8>, errors: &[DcsError]) {
+    if errors.is_empty() {
+        return;
+    }
+    out.extend_from_slice(b",\"errors\":[");
+    for (i, e) in errors.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"code\":");
+        push_u64(out, u64::from(e.code));
+        out.extend_from_slice(b",\"msg\":");
+        push_json_string(out, &e.msg);
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
+/// Appends `s` as a JSON string literal (RFC 8259 §7), also escaping `<`, `>` and `&` so a
+/// JSONP body can never close a surrounding script tag.
+pub fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f | b'<' | b'>' | b'&' => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
+/// `Access-Control-Allow-Origin` for a request with `Origin` (http-api §7).
+pub fn push_cors(req: &Request<'_>, out: &mut Vec<u8>) {
+    if let Some(origin) = req.head.origin {
+        out.extend_from_slice(b"Access-Control-Allow-Origin: ");
+        out.extend_from_slice(origin.get(req.buf));
+        out.extend_from_slice(b"\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut v = Vec::new();
+        push_json_string(&mut v, "a\"b\\c\n</script>\u{1}é");
+        assert_eq!(String::from_utf8(v).unwrap(), r#""a\"b\\c\n\u003c/script\u003e\u0001é""#);
+    }
+
+    #[test]
+    fn errors_render_in_order() {
+        let errors = [DcsError { code: 303, msg: "a".into() }, DcsError { code: 171, msg: "b\"".into() }];
+        let (mut header, mut field) = (Vec::new(), Vec::new());
+        push_x_error(&mut header, &errors);
+        push_errors_field(&mut field, &errors);
+        assert_eq!(header, b"X-Error: 303,171\r\n");
+        assert_eq!(field, br#","errors":[{"code":303,"msg":"a"},{"code":171,"msg":"b\""}]"#);
+    }
+}
