@@ -134,12 +134,6 @@ impl Config {
         if !self.eventlog.dir.is_empty() {
             v.push("eventlog.dir (the event log is not implemented yet; nothing is written)");
         }
-        if self.rate_limit.per_ip_rps != 0 {
-            v.push("rate_limit.per_ip_rps (rate limiting is not implemented yet)");
-        }
-        if self.privacy.ip_obfuscation {
-            v.push("privacy.ip_obfuscation (no IP is used or stored yet)");
-        }
         v
     }
 

@@ -8,6 +8,7 @@ pub mod handlers;
 pub mod params;
 pub mod rate;
 pub mod route;
+pub mod signals;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
