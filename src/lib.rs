@@ -11,6 +11,8 @@
 //!   parts do no IO, so the partner client can reuse them.
 //! * [`pipeline`] — request → response steps: routing, `/event`, `/healthz`, `/metrics`.
 //! * [`identity`] — profile IDs (38-digit UUIDs), the `demdex` cookie; pure, no IO.
+//! * [`engine`] — the compiled taxonomy: trait rules indexed by key, segments with recency and
+//!   frequency, destinations; pure, no IO, immutable and shared, with per-core scratch.
 //! * [`table`] — the shared profile table (lock-free reads, RCU writes with epoch reclamation,
 //!   CLOCK eviction) and its snapshot file; no IO except the snapshot thread.
 //! * [`metrics`] — per-core counters and latency histograms, summed only when scraped.
@@ -26,6 +28,7 @@
 //! → keep alive or close. Nothing on the request path waits on another core.
 
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod identity;

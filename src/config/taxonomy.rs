@@ -2,8 +2,9 @@
 //!
 //! Parsed with simd-json through serde, with `serde_path_to_error` so that a shape error names
 //! its JSON path. This module checks the shape, unique IDs and that every reference resolves;
-//! trait and segment rules are compiled by the engine (a later step), so here a rule is only
-//! required to be a non-empty string.
+//! then [`crate::engine::Engine::compile`] parses and compiles every trait and segment rule
+//! (errors name the JSON path and the byte offset in the rule), so a taxonomy that loads is one
+//! the engine can run.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +38,9 @@ pub struct Taxonomy {
     /// Lookups built after validation (host → customer, org → customer).
     #[serde(skip)]
     pub index: Index,
+    /// The compiled rules, segments and destinations, built after validation.
+    #[serde(skip)]
+    pub engine: crate::engine::Engine,
 }
 
 /// Lookups over a validated taxonomy, built once per load.
@@ -159,6 +163,9 @@ pub struct Trait {
     pub name: String,
     /// Rule text; `null` = realized only by `d_sid`.
     pub rule: Option<String>,
+    /// A folder trait (a grouping): never realized through `d_sid` (default false).
+    #[serde(default)]
+    pub folder: bool,
 }
 
 /// A segment.
@@ -338,13 +345,19 @@ impl Taxonomy {
             .map_err(|e| vec![format!("$: not valid JSON: {e}")])?;
         let tax: Taxonomy = serde_path_to_error::deserialize(&mut de)
             .map_err(|e| vec![format!("$.{}: {}", e.path(), e.inner())])?;
-        let errors = tax.validate();
-        if errors.is_empty() {
-            let mut tax = tax;
-            tax.index = Index::build(&tax);
-            Ok(tax)
-        } else {
-            Err(errors)
+        let mut tax = tax;
+        let mut errors = tax.validate();
+        tax.index = Index::build(&tax);
+        match crate::engine::Engine::compile(&tax) {
+            Ok(engine) if errors.is_empty() => {
+                tax.engine = engine;
+                Ok(tax)
+            }
+            Ok(_) => Err(errors),
+            Err(rule_errors) => {
+                errors.extend(rule_errors);
+                Err(errors)
+            }
         }
     }
 
