@@ -219,6 +219,11 @@ impl Engine {
         self.segments.legacy_id(segment)
     }
 
+    /// The customer segment `sid` belongs to.
+    pub fn segment_customer(&self, sid: u32) -> Option<u32> {
+        self.segments.customer(sid)
+    }
+
     /// Whether `sid` is a trait of the taxonomy.
     pub fn has_trait(&self, sid: u32) -> bool {
         self.by_sid.contains_key(&sid)

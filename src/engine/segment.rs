@@ -75,6 +75,8 @@ pub(super) struct SegmentIndex {
     pub(super) sids: Vec<u32>,
     /// Legacy IDs per segment.
     legacy: Vec<Option<u64>>,
+    /// Customer per segment.
+    customers: Vec<u32>,
     /// Root node per segment.
     roots: Vec<u32>,
     /// (customer, trait ID) → segments mentioning it: `by_trait_list[start..start + len]`.
@@ -184,6 +186,7 @@ impl SegmentIndex {
         let seg = self.sids.len() as u32;
         self.sids.push(sid);
         self.legacy.push(legacy);
+        self.customers.push(customer);
         self.roots.push(root);
         let mut ts = Vec::new();
         e.traits(&mut ts);
@@ -229,6 +232,11 @@ impl SegmentIndex {
     /// The legacy ID of segment `sid`.
     pub(super) fn legacy_id(&self, sid: u32) -> Option<u64> {
         self.sids.binary_search(&sid).ok().and_then(|i| self.legacy[i])
+    }
+
+    /// The customer of segment `sid`.
+    pub(super) fn customer(&self, sid: u32) -> Option<u32> {
+        self.sids.binary_search(&sid).ok().map(|i| self.customers[i])
     }
 
     /// First live day.

@@ -37,7 +37,14 @@ pub struct CoreMetrics {
     conns_accepted: AtomicU64,
     /// Client connections closed at once because `max_connections` was reached.
     conns_rejected: AtomicU64,
+    /// Trait realizations recorded.
+    traits_realized: AtomicU64,
+    /// `d_sid` values ignored, by [`SID_IGNORED`] reason.
+    sid_ignored: [AtomicU64; 3],
 }
+
+/// Why a `d_sid` value was ignored (label of `dcsd_sid_ignored_total`).
+pub const SID_IGNORED: [&str; 3] = ["unknown", "folder", "foreign"];
 
 /// All cores' blocks.
 pub struct Registry {
@@ -62,6 +69,8 @@ impl CoreMetrics {
             conns_open: AtomicU64::new(0),
             conns_accepted: AtomicU64::new(0),
             conns_rejected: AtomicU64::new(0),
+            traits_realized: AtomicU64::new(0),
+            sid_ignored: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
@@ -90,6 +99,17 @@ impl CoreMetrics {
     /// A connection was refused because of `max_connections`.
     pub fn conn_rejected(&self) {
         bump(&self.conns_rejected, 1);
+    }
+
+    /// A request realized `traits` traits and ignored `sid_ignored[i]` `d_sid` values for
+    /// reason [`SID_IGNORED`]`[i]`.
+    pub fn realized(&self, traits: usize, sid_ignored: [u32; 3]) {
+        bump(&self.traits_realized, traits as u64);
+        for (a, n) in self.sid_ignored.iter().zip(sid_ignored) {
+            if n > 0 {
+                bump(a, u64::from(n));
+            }
+        }
     }
 }
 
@@ -172,6 +192,19 @@ impl Registry {
         ];
         for (name, kind, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+        let realized = sum(&|c| c.traits_realized.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP dcsd_traits_realized_total Trait realizations recorded in profiles.\n# TYPE dcsd_traits_realized_total counter\ndcsd_traits_realized_total {realized}"
+        );
+        out.push_str("# HELP dcsd_sid_ignored_total d_sid values ignored, by reason.\n# TYPE dcsd_sid_ignored_total counter\n");
+        for (i, reason) in SID_IGNORED.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "dcsd_sid_ignored_total{{reason=\"{reason}\"}} {}",
+                sum(&|c| c.sid_ignored[i].load(Relaxed))
+            );
         }
         let _ = writeln!(
             out,

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
+use crate::config::Taxonomy;
+use crate::engine::EngineScratch;
 use crate::error::{status_for, HttpError};
 use crate::http::conn::{Completed, Request, Service};
 use crate::http::response::{
@@ -55,14 +57,52 @@ pub struct Dcs {
     optout_cookie_attrs: Box<[u8]>,
     /// Per-client-IP token buckets (`[rate_limit]`), this core's.
     rate_limit: RefCell<rate::Limiter>,
-    /// This core's copy of the current taxonomy and the generation it was loaded at.
-    taxonomy: RefCell<(u64, Arc<crate::config::Taxonomy>)>,
+    /// This core's handle on the current taxonomy and the generation it was loaded at.
+    taxonomy: RefCell<(u64, TaxonomyRef)>,
+    /// Per-request work buffers of the engine steps, reused.
+    work: RefCell<Work>,
     /// The pair decoder, reused by every request on this core.
     pairs: RefCell<params::Pairs>,
     /// Scratch for response bodies whose length must be known before the headers.
     scratch: RefCell<Vec<u8>>,
     /// Open connections on this core.
     open: Cell<usize>,
+}
+
+/// A core's handle on a taxonomy: an `Rc` (non-atomic, per core) around the shared `Arc`, so
+/// taking it per request costs no shared reference-count traffic between cores.
+#[allow(clippy::redundant_allocation)] // the extra allocation is once per reload, per core
+pub type TaxonomyRef = Rc<Arc<Taxonomy>>;
+
+/// A core's reusable buffers for the engine steps of a request.
+#[derive(Debug, Default)]
+pub struct Work {
+    /// The engine's own scratch.
+    engine: EngineScratch,
+    /// `d_sid` values as numbers.
+    sids: Vec<u64>,
+    /// Traits realized by the request.
+    realized: Vec<u32>,
+    /// Segments of the host's customer the profile is in.
+    segments: Vec<u32>,
+    /// The `stuff` and `dests` JSON arrays (empty: none rendered).
+    stuff: Vec<u8>,
+    dests: Vec<u8>,
+    /// The profile's segments being rebuilt.
+    merged: Vec<u32>,
+}
+
+// === impl Work ===
+
+impl Work {
+    /// Forgets the previous request, keeping capacity.
+    fn clear(&mut self) {
+        self.sids.clear();
+        self.realized.clear();
+        self.segments.clear();
+        self.stuff.clear();
+        self.dests.clear();
+    }
 }
 
 /// A short plain-text answer (errors, `/healthz`).
@@ -118,7 +158,8 @@ impl Dcs {
             cookie_attrs: attrs(COOKIE_MAX_AGE_S),
             optout_cookie_attrs: attrs(OPTOUT_MAX_AGE_S),
             rate_limit: RefCell::new(rate::Limiter::new(&cfg.rate_limit)),
-            taxonomy: RefCell::new((0, shared.taxonomy.load_full())),
+            taxonomy: RefCell::new((0, Rc::new(shared.taxonomy.load_full()))),
+            work: RefCell::new(Work::default()),
             pairs: RefCell::new(params::Pairs::default()),
             scratch: RefCell::new(Vec::with_capacity(512)),
             open: Cell::new(0),
@@ -126,15 +167,16 @@ impl Dcs {
         }
     }
 
-    /// The current taxonomy: this core's cached copy, re-loaded after a reload. A borrow, not
-    /// an `Arc` clone, so requests never touch the shared reference count; it must not be held
-    /// across an `.await` (handlers do not await).
-    pub fn taxonomy(&self) -> std::cell::Ref<'_, crate::config::Taxonomy> {
+    /// The current taxonomy, re-loaded after a reload. A request takes it once and uses that
+    /// one to the end (requests in flight finish on the old taxonomy). An `Rc` of this core's
+    /// `Arc`, so requests never touch the shared reference count.
+    pub fn taxonomy(&self) -> TaxonomyRef {
         let generation = self.shared.taxonomy_generation.load(Ordering::Acquire);
-        if self.taxonomy.borrow().0 != generation {
-            *self.taxonomy.borrow_mut() = (generation, self.shared.taxonomy.load_full());
+        let mut cached = self.taxonomy.borrow_mut();
+        if cached.0 != generation {
+            *cached = (generation, Rc::new(self.shared.taxonomy.load_full()));
         }
-        std::cell::Ref::map(self.taxonomy.borrow(), |(_, t)| &**t)
+        cached.1.clone()
     }
 
     /// Process-wide state.

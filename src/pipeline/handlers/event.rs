@@ -9,17 +9,23 @@
 //! with the `demdex` cookie and the errors in the order they arose. An invalid, opted-out or
 //! denylisted request gets no profile ID and no cookie, and stores nothing.
 
+use rand::RngCore;
+
+use crate::config::Taxonomy;
+use crate::engine::{DestRequest, RealizeCtx};
 use crate::http::conn::Request;
 use crate::http::response::{push_conn_header, push_u64};
 use crate::http::Method;
+use crate::identity::declared::DeclaredId;
 use crate::identity::encode_tid;
-use crate::table::IdRef;
+use crate::table::{day_of, IdRef};
 
-use super::super::params::{valid_callback, Control};
-use super::super::Dcs;
+use super::super::params::{valid_callback, Control, View};
+use super::super::signals::HeaderSignals;
+use super::super::{Dcs, Work};
 use super::identity::{
-    check_host_and_org, consent_ok, cookie_id, declared_ids, ecid, now_s, opt_out_for_consent, opted_out,
-    record, resolve_uuid, CookieId,
+    check_host_and_org, consent_ok, cookie_id, declared_ids, ecid, host_without_port, now_s,
+    opt_out_for_consent, opted_out, record, resolve_uuid, CookieId,
 };
 use super::render::{push_cors, push_errors_field, push_x_error, DcsError, INVALID_PARAMETERS, PIXEL_GIF};
 
@@ -36,10 +42,13 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     if req.head.method == Method::Options {
         return preflight(dcs, req, out);
     }
+    let tax = dcs.taxonomy();
     let buf = req.buf;
     let query = req.head.query.map_or(&b""[..], |q| q.get(buf));
     let form = if req.head.method == Method::Post && is_form(req) { req.body } else { &b""[..] };
     let mut pairs = dcs.pairs.borrow_mut();
+    let mut work = dcs.work.borrow_mut();
+    work.clear();
     let mut errors: Vec<DcsError> = Vec::new();
     let (ctl, view) = match pairs.decode(query, form) {
         Ok(view) => (Control::from_view(&view), Some(view)),
@@ -49,56 +58,134 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
         }
     };
     // An invalid request (311, 1, 100, 2) gets no profile ID and no cookie (http-api §6.5).
-    let answer = view.and_then(|_| check_host_and_org(dcs, req, &ctl, &mut errors)).map(|customer| {
-        let cts = dcs.taxonomy().customers.iter().any(|c| c.id == customer && c.cts);
-        Answer { uuid: identify(dcs, req, &ctl, customer, &mut errors), cts }
+    let answer = view.and_then(|view| {
+        let customer = check_host_and_org(&tax, req, &ctl, &mut errors)?;
+        let cts = tax.customers.iter().any(|c| c.id == customer && c.cts);
+        let request = Valid { tax: &tax, req, view, ctl: &ctl, customer };
+        Some(Answer { uuid: request.evaluate(dcs, &mut work, &mut errors), cts })
     });
-    respond(dcs, req, &ctl, answer.as_ref(), &mut errors, out)
+    respond(dcs, &tax, req, &ctl, answer.as_ref(), &work, &mut errors, out)
 }
 
-/// Identity, opt-out, consent and the profile update of a valid request; returns the profile
-/// ID for the answer, or `None` when the request was refused (171, 307, 315).
-fn identify(
-    dcs: &Dcs,
-    req: &Request<'_>,
-    ctl: &Control<'_>,
+/// A valid request and what it is evaluated against.
+struct Valid<'r, 'a> {
+    tax: &'r Taxonomy,
+    req: &'r Request<'a>,
+    view: View<'r>,
+    ctl: &'r Control<'r>,
     customer: u32,
-    errors: &mut Vec<DcsError>,
-) -> Option<[u8; 38]> {
-    let (now, table) = (now_s(), &dcs.shared.table);
-    let cookie = cookie_id(req, ctl.coppa);
-    let declared = declared_ids(dcs, ctl, customer, now, errors);
-    let id = resolve_uuid(dcs, ctl, cookie, &declared, errors);
-    let ecid = ecid(ctl, errors);
-    if cookie == CookieId::OptedOut {
-        errors.push(opted_out(b"NOTARGET"));
-        return None;
-    }
-    if let Some(e) = ecid.filter(|&e| table.note_id(IdRef::Ecid(e), now)) {
-        let digits = crate::identity::Uuid(e).to_digits();
-        let msg = format!("Blocked profile operation for {}", String::from_utf8_lossy(&digits));
-        errors.push(DcsError { code: 307, msg });
-        return None;
-    }
-    if !consent_ok(dcs, ctl, errors) {
-        opt_out_for_consent(dcs, &id, customer, &declared, now);
-        return None;
-    }
-    match record(dcs, &id, customer, &declared, ecid, now, |_| {}) {
-        Ok(()) => Some(id.digits),
-        Err(e) => {
-            errors.push(e);
-            None
+}
+
+impl Valid<'_, '_> {
+    /// Identity, opt-out, consent, traits, the profile update, segments and (JSON mode)
+    /// destinations; returns the profile ID for the answer, or `None` when the request was
+    /// refused (171, 307, 315).
+    fn evaluate(&self, dcs: &Dcs, w: &mut Work, errors: &mut Vec<DcsError>) -> Option<[u8; 38]> {
+        let (ctl, customer) = (self.ctl, self.customer);
+        let (now, table) = (now_s(), &dcs.shared.table);
+        let cookie = cookie_id(self.req, ctl.coppa);
+        let declared = declared_ids(dcs, self.tax, ctl, customer, now, errors);
+        let id = resolve_uuid(dcs, ctl, cookie, &declared, errors);
+        let ecid = ecid(ctl, errors);
+        if cookie == CookieId::OptedOut {
+            errors.push(opted_out(b"NOTARGET"));
+            return None;
         }
+        if let Some(e) = ecid.filter(|&e| table.note_id(IdRef::Ecid(e), now)) {
+            let digits = crate::identity::Uuid(e).to_digits();
+            let msg = format!("Blocked profile operation for {}", String::from_utf8_lossy(&digits));
+            errors.push(DcsError { code: 307, msg });
+            return None;
+        }
+        if !consent_ok(dcs, ctl, errors) {
+            opt_out_for_consent(dcs, &id, customer, &declared, now);
+            return None;
+        }
+        self.realize(dcs, w);
+        let (engine, today) = (&self.tax.engine, day_of(now));
+        let Work { realized, segments, merged, .. } = w;
+        let recorded = record(dcs, &id, customer, &declared, ecid, now, |p| {
+            for &t in realized.iter() {
+                p.realize(t, now);
+            }
+            engine.segments(p, today, customer, segments);
+            // The profile keeps other customers' segments; this customer's are replaced, and
+            // segments the taxonomy no longer has are dropped.
+            merged.clear();
+            merged.extend(
+                p.segments().iter().filter(|&&s| engine.segment_customer(s).is_some_and(|c| c != customer)),
+            );
+            merged.extend_from_slice(segments);
+            p.set_segments(merged.iter().copied());
+        });
+        if let Err(e) = recorded {
+            errors.push(e);
+            w.realized.clear();
+            w.segments.clear();
+            return None;
+        }
+        if ctl.json {
+            self.destinations(dcs, w, &id.digits, &declared, now);
+        }
+        Some(id.digits)
     }
+
+    /// The traits the request realizes: rule traits from its signals (pairs and headers) and
+    /// `d_sid` traits, for the host's customer (and `d_tdpid`'s data source).
+    fn realize(&self, dcs: &Dcs, w: &mut Work) {
+        let (ctl, req) = (self.ctl, self.req);
+        w.sids.clear();
+        // A value that is not a number names no trait: counted as unknown.
+        w.sids.extend(ctl.sids.iter().map(|v| parse_u64(v).unwrap_or(u64::MAX)));
+        let tdpid = match (ctl.tdpid, ctl.tdpid_ic) {
+            (Some(v), _) => {
+                Some(std::str::from_utf8(v).ok().and_then(|v| v.parse().ok()).unwrap_or(u32::MAX))
+            }
+            (None, Some(ic)) => Some(self.tax.dpid_for_ic(ic).unwrap_or(u32::MAX)),
+            (None, None) => None,
+        };
+        let host = req.head.host.map(|h| host_without_port(h.get(req.buf)));
+        let headers = HeaderSignals::of(req, host, dcs.shared.config.privacy.ip_obfuscation);
+        let ctx = RealizeCtx { customer: self.customer, tdpid, d_sid: &w.sids };
+        let signals = self.view.signals().chain(headers.iter());
+        let stats = self.tax.engine.realize(&mut w.engine, signals, &ctx, &mut w.realized);
+        let ignored = [stats.sid_unknown, stats.sid_folder, stats.sid_foreign];
+        dcs.shared.metrics.core(dcs.index).realized(w.realized.len(), ignored);
+    }
+
+    /// The `stuff` and `dests` arrays for the profile's segments.
+    fn destinations(&self, dcs: &Dcs, w: &mut Work, uuid: &[u8; 38], declared: &[DeclaredId<'_>], now: u64) {
+        let ids: Vec<(u32, &[u8])> = declared.iter().map(|d| (d.dpid, d.dpuuid.as_bytes())).collect();
+        let request = DestRequest {
+            customer: self.customer,
+            segments: &w.segments,
+            uuid: std::str::from_utf8(uuid).unwrap_or_default(),
+            platform: self.ctl.platform,
+            declared: &ids,
+            gdpr: u8::from(self.ctl.gdpr),
+            gdpr_consent: self.ctl.gdpr_consent.unwrap_or_default(),
+            rnd: dcs.rng.borrow_mut().next_u64(),
+            timestamp_s: now,
+            region: dcs.shared.config.server.region,
+        };
+        self.tax.engine.render_destinations(&mut w.engine, &request, &mut w.stuff, &mut w.dests);
+    }
+}
+
+/// Decimal digits → `u64`.
+fn parse_u64(v: &[u8]) -> Option<u64> {
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// Writes the answer: pixel, JSON or JSONP, with the cookie, `X-Error` and CORS.
+#[allow(clippy::too_many_arguments)]
 fn respond(
     dcs: &Dcs,
+    tax: &Taxonomy,
     req: &Request<'_>,
     ctl: &Control<'_>,
     answer: Option<&Answer>,
+    work: &Work,
     errors: &mut Vec<DcsError>,
     out: &mut Vec<u8>,
 ) -> u16 {
@@ -115,7 +202,7 @@ fn respond(
             ok
         });
         let json = Json { uuid: digits.as_ref(), tid: &encode_tid(dcs.tid()), cb, errors };
-        render_json(&mut scratch, dcs, ctl, answer, &json);
+        render_json(&mut scratch, dcs, tax, ctl, answer, work, &json);
         if cb.is_some() {
             b"Content-Type: application/javascript\r\nContent-Length: "
         } else {
@@ -155,14 +242,24 @@ struct Json<'a> {
 
 /// The JSON object of http-api §6.3, fields in the contract's order, wrapped for JSONP. An
 /// invalid request (`answer` is `None`) has only `stuff`, `dcs_region`, `tid` and `errors`.
-fn render_json(out: &mut Vec<u8>, dcs: &Dcs, ctl: &Control<'_>, answer: Option<&Answer>, j: &Json<'_>) {
+fn render_json(
+    out: &mut Vec<u8>,
+    dcs: &Dcs,
+    tax: &Taxonomy,
+    ctl: &Control<'_>,
+    answer: Option<&Answer>,
+    work: &Work,
+    j: &Json<'_>,
+) {
     if let Some(cb) = j.cb {
         out.extend_from_slice(cb);
         out.push(b'(');
     }
-    out.extend_from_slice(b"{\"stuff\":[]");
+    out.extend_from_slice(b"{\"stuff\":");
+    out.extend_from_slice(or_empty_array(&work.stuff));
     if answer.is_some() && ctl.dests {
-        out.extend_from_slice(b",\"dests\":[]");
+        out.extend_from_slice(b",\"dests\":");
+        out.extend_from_slice(or_empty_array(&work.dests));
     }
     if let Some(uuid) = j.uuid {
         out.extend_from_slice(b",\"uuid\":\"");
@@ -175,13 +272,44 @@ fn render_json(out: &mut Vec<u8>, dcs: &Dcs, ctl: &Control<'_>, answer: Option<&
     out.extend_from_slice(j.tid);
     out.push(b'"');
     if answer.is_some_and(|a| a.cts) && ctl.cts != 0 {
-        out.extend_from_slice(b",\"traits\":[],\"segments\":[]");
+        out.extend_from_slice(b",\"traits\":");
+        push_ids(out, work.realized.iter().map(|&t| u64::from(t)));
+        out.extend_from_slice(b",\"segments\":");
+        if ctl.cts == 1 {
+            let mut legacy: Vec<u64> =
+                work.segments.iter().filter_map(|&s| tax.engine.legacy_id(s)).collect();
+            legacy.sort_unstable();
+            push_ids(out, legacy.into_iter());
+        } else {
+            push_ids(out, work.segments.iter().map(|&s| u64::from(s)));
+        }
     }
     push_errors_field(out, j.errors);
     out.push(b'}');
     if j.cb.is_some() {
         out.push(b')');
     }
+}
+
+/// A rendered JSON array, or `[]` when none was rendered.
+fn or_empty_array(v: &[u8]) -> &[u8] {
+    if v.is_empty() {
+        b"[]"
+    } else {
+        v
+    }
+}
+
+/// `[1,2,3]`
+fn push_ids(out: &mut Vec<u8>, ids: impl Iterator<Item = u64>) {
+    out.push(b'[');
+    for (i, id) in ids.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_u64(out, id);
+    }
+    out.push(b']');
 }
 
 fn is_form(req: &Request<'_>) -> bool {

@@ -10,6 +10,7 @@
 //! denylisted 307, no consent 315, invalid request) maps nothing, sets no cookie and does not
 //! redirect.
 
+use crate::config::Taxonomy;
 use crate::http::conn::Request;
 use crate::identity::declared::DeclaredId;
 
@@ -29,6 +30,7 @@ pub fn ibs(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     let path = req.head.path.get(req.buf);
     let after_colon = path.iter().position(|&b| b == b':').map_or(&b""[..], |i| &path[i + 1..]);
     let query = req.head.query.map_or(&b""[..], |q| q.get(req.buf));
+    let tax = dcs.taxonomy();
     let mut pairs = dcs.pairs.borrow_mut();
     let mut errors = Vec::new();
     let Ok(view) = pairs.decode(after_colon, query) else {
@@ -37,16 +39,16 @@ pub fn ibs(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     };
     let ctl = Control::from_view(&view);
     let redir = view.raw_first(b"redir");
-    let Some(customer) = check_host_and_org(dcs, req, &ctl, &mut errors) else {
+    let Some(customer) = check_host_and_org(&tax, req, &ctl, &mut errors) else {
         return pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
     };
     let now = now_s();
-    let declared = declared_ids(dcs, &ctl, customer, now, &mut errors);
+    let declared = declared_ids(dcs, &tax, &ctl, customer, now, &mut errors);
     let Some(digits) = sync(dcs, req, &ctl, customer, &declared, now, &mut errors) else {
         return pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
     };
     let location = redir.and_then(|r| {
-        let allowed = allowed_redirect(dcs, r, &declared);
+        let allowed = allowed_redirect(&tax, r, &declared);
         if !allowed {
             errors.push(DcsError { code: 311, msg: INVALID_PARAMETERS.into() });
         }
@@ -89,9 +91,8 @@ fn sync(
 
 /// Whether `url` is an absolute `http`/`https` URL, safe to put in a header, whose host is a
 /// `sync_redirect_domains` entry (or a subdomain of one) of a kept ID's data source.
-fn allowed_redirect(dcs: &Dcs, url: &[u8], declared: &[DeclaredId<'_>]) -> bool {
+fn allowed_redirect(taxonomy: &Taxonomy, url: &[u8], declared: &[DeclaredId<'_>]) -> bool {
     let Some(host) = redirect_host(url) else { return false };
-    let taxonomy = dcs.taxonomy();
     declared.iter().any(|d| {
         taxonomy.data_sources.iter().filter(|s| s.dpid == d.dpid).any(|s| {
             s.sync_redirect_domains.iter().any(|dom| {

@@ -2,6 +2,7 @@
 //! declared IDs (validated, then denylisted), the `demdex` cookie, the profile ID, the ECID and
 //! consent.
 
+use crate::config::Taxonomy;
 use crate::http::conn::Request;
 use crate::identity::declared::{global_device, DeclaredId};
 use crate::identity::{cookie_value, Uuid};
@@ -47,12 +48,11 @@ pub fn now_s() -> u64 {
 /// The host's customer (http-api §6.5): error 100 without a `Host` (HTTP/1.0), 1 for an unknown
 /// host, 2 for a `d_orgid` the taxonomy does not know. Any of them makes the request invalid.
 pub fn check_host_and_org(
-    dcs: &Dcs,
+    taxonomy: &Taxonomy,
     req: &Request<'_>,
     ctl: &Control<'_>,
     errors: &mut Vec<DcsError>,
 ) -> Option<u32> {
-    let taxonomy = dcs.taxonomy();
     let Some(host) = req.head.host.map(|h| host_without_port(h.get(req.buf))) else {
         errors.push(DcsError { code: 100, msg: "Could not retrieve host name for the request".into() });
         return None;
@@ -86,6 +86,7 @@ pub fn host_without_port(h: &[u8]) -> &[u8] {
 /// data source).
 pub fn declared_ids<'a>(
     dcs: &Dcs,
+    taxonomy: &Taxonomy,
     ctl: &Control<'a>,
     customer: u32,
     now_s: u64,
@@ -95,7 +96,7 @@ pub fn declared_ids<'a>(
         return Vec::new();
     }
     let mut found = Vec::new();
-    let mut kept = crate::identity::declared::resolve(&ctl.declared, &dcs.taxonomy(), customer, &mut found);
+    let mut kept = crate::identity::declared::resolve(&ctl.declared, taxonomy, customer, &mut found);
     errors.extend(found.into_iter().map(|(code, msg)| DcsError { code, msg }));
     kept.retain(|d| {
         if !dcs.shared.table.note_id(IdRef::Declared(d.dpid, d.dpuuid), now_s) {

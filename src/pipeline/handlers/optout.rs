@@ -9,6 +9,7 @@
 //! then mapped to; else, for an ECID, the profile mapped to it, the cookie's or a new one,
 //! which the ECID is then mapped to. Later `/event` calls for that profile answer 171.
 
+use crate::config::Taxonomy;
 use crate::http::conn::Request;
 use crate::identity::Uuid;
 
@@ -22,6 +23,7 @@ use super::render::{pixel, DcsError, SetCookie, INVALID_PARAMETERS};
 /// Answers `/demoptout` and `/demoptout.jpg` (GET, HEAD).
 pub fn optout(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     let query = req.head.query.map_or(&b""[..], |q| q.get(req.buf));
+    let tax = dcs.taxonomy();
     let mut pairs = dcs.pairs.borrow_mut();
     let mut errors = Vec::new();
     let Ok(view) = pairs.decode(query, b"") else {
@@ -38,8 +40,8 @@ pub fn optout(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
         }
         return pixel(dcs, req, SetCookie::OptOut, None, &errors, out);
     }
-    if let Some(customer) = check_host_and_org(dcs, req, &ctl, &mut errors) {
-        opt_out_partner(dcs, req, &ctl, customer, now, &mut errors);
+    if let Some(customer) = check_host_and_org(&tax, req, &ctl, &mut errors) {
+        opt_out_partner(dcs, &tax, req, &ctl, customer, now, &mut errors);
     }
     pixel(dcs, req, SetCookie::Nothing, None, &errors, out)
 }
@@ -47,6 +49,7 @@ pub fn optout(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
 /// The partner-level opt-out of the profile the request names.
 fn opt_out_partner(
     dcs: &Dcs,
+    tax: &Taxonomy,
     req: &Request<'_>,
     ctl: &Control<'_>,
     customer: u32,
@@ -62,7 +65,7 @@ fn opt_out_partner(
         }
         u
     });
-    let declared = declared_ids(dcs, ctl, customer, now, errors);
+    let declared = declared_ids(dcs, tax, ctl, customer, now, errors);
     let ecid = ctl.orgid.and_then(|_| ecid(ctl, errors));
     let from_cookie = || match cookie_id(req, ctl.coppa) {
         CookieId::Profile(uuid, _) => Some(uuid),
