@@ -63,7 +63,12 @@ fn s3_2_serialized_quoted_and_repeated_values() {
 #[test]
 fn s3_2_h_keys_from_requests_and_control_keys_are_not_signals() {
     let d = daemon("");
-    let r = get(&d, "localhost", "d_cts=2&h_forged=x&h_user-agent=Firefox&d_nsid=0&d_custom=z", "User-Agent: curl\r\n");
+    let r = get(
+        &d,
+        "localhost",
+        "d_cts=2&h_forged=x&h_user-agent=Firefox&d_nsid=0&d_custom=z",
+        "User-Agent: curl\r\n",
+    );
     assert_eq!(field(&r, "traits"), Some("17"), "only the unlisted d_ key is a signal: {}", r.body_str());
 }
 
@@ -185,9 +190,12 @@ fn reload_under_load_loses_no_request() {
             let (stop, ok, bad) = (stop.clone(), ok.clone(), bad.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let raw = b"GET /event?d_rtbd=json&d_cts=2&c_color=red HTTP/1.1\r\nHost: localhost\r\n\r\n";
+                    let raw =
+                        b"GET /event?d_rtbd=json&d_cts=2&c_color=red HTTP/1.1\r\nHost: localhost\r\n\r\n";
                     match common::try_request(addr, raw) {
-                        Ok(r) if r.status == 200 && r.body_str().contains("\"traits\":[") => ok.fetch_add(1, Ordering::Relaxed),
+                        Ok(r) if r.status == 200 && r.body_str().contains("\"traits\":[") => {
+                            ok.fetch_add(1, Ordering::Relaxed)
+                        }
                         _ => bad.fetch_add(1, Ordering::Relaxed),
                     };
                 }
@@ -198,7 +206,8 @@ fn reload_under_load_loses_no_request() {
     for i in 0..6 {
         // Alternate a changed rule and a broken file (rejected, the old taxonomy stays).
         let text = if i % 2 == 0 {
-            original.replace("c_color == \\\"red\\\"\"}", "c_color == \\\"red\\\" OR c_color == \\\"pink\\\"\"}")
+            original
+                .replace("c_color == \\\"red\\\"\"}", "c_color == \\\"red\\\" OR c_color == \\\"pink\\\"\"}")
         } else {
             original.replace("\"rule\": \"10T AND 40T\"", "\"rule\": \"10T AND\"")
         };

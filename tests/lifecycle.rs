@@ -304,22 +304,33 @@ fn snapshot_is_written_restored_and_a_corrupt_one_refused() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(d.metric("dcsd_profiles"), 0);
-    // A declared ID synced to a known profile.
+    // A profile with realized traits (demo taxonomy: 1234 and 5678 → segment 984263) and a
+    // declared ID synced to it; a second profile opted out of the host's customer.
     let uuid = "00000000000000000000000000000000000777";
-    let raw =
-        format!("GET /event?d_cid=1%01crm-9 HTTP/1.1\r\nHost: localhost\r\nCookie: demdex={uuid}\r\n\r\n");
+    let opted = "00000000000000000000000000000000000778";
+    let raw = format!(
+        "GET /event?d_rtbd=json&d_cts=2&d_cid=1%01crm-9&c_likes=famous+popstar&price=5 HTTP/1.1\r\nHost: localhost\r\nCookie: demdex={uuid}\r\n\r\n"
+    );
+    let r = d.request(raw.as_bytes());
+    assert!(r.body_str().contains("\"traits\":[1234,5678],\"segments\":[984263]"), "{}", r.body_str());
+    let raw = format!("GET /demoptout?d_uuid={opted} HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(d.request(raw.as_bytes()).status, 200);
-    assert_eq!(d.metric("dcsd_profiles"), 1);
+    assert_eq!(d.metric("dcsd_profiles"), 2);
     d.signal("TERM");
     assert!(d.wait_exit(Duration::from_secs(10)).success());
-    assert!(d.log().iter().any(|l| l.contains("snapshot written: 1 profiles")), "{:?}", d.log());
+    assert!(d.log().iter().any(|l| l.contains("snapshot written: 2 profiles")), "{:?}", d.log());
 
-    // Restart: restored before serving; the synced ID still selects the profile.
+    // Restart: restored before serving. The synced ID still selects the profile, which still
+    // holds its traits and segment (no signals in this request), and the opt-out holds.
     let mut d = Daemon::spawn(&args);
-    assert!(d.log().iter().any(|l| l.contains("restored 1 profiles from")), "{:?}", d.log());
-    assert_eq!(d.metric("dcsd_profiles"), 1);
-    let r = d.request(b"GET /event?d_rtbd=json&d_cid=1%01crm-9 HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    assert!(r.body_str().contains(&format!("\"uuid\":\"{uuid}\"")), "{}", r.body_str());
+    assert!(d.log().iter().any(|l| l.contains("restored 2 profiles from")), "{:?}", d.log());
+    assert_eq!(d.metric("dcsd_profiles"), 2);
+    let r = d.request(b"GET /event?d_rtbd=json&d_cts=2&d_cid=1%01crm-9 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let want = format!("\"uuid\":\"{uuid}\",\"dcs_region\":7,");
+    assert!(r.body_str().contains(&want), "{}", r.body_str());
+    assert!(r.body_str().contains("\"traits\":[],\"segments\":[984263]"), "{}", r.body_str());
+    let raw = format!("GET /event?d_rtbd=json&d_uuid={opted} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(d.request(raw.as_bytes()).header("x-error"), Some("171"));
     d.signal("TERM");
     assert!(d.wait_exit(Duration::from_secs(10)).success());
 
