@@ -8,6 +8,8 @@
 #   --pixel   pixel-mode path (no d_rtbd=json) instead of JSON mode
 # environment:
 #   DCSD_BIN=path      use this binary (no build); default: cargo build --release
+#   DCSD_BASELINE_BIN=path  also measure this (older) dcsd binary in the same run, as
+#                      server "base", and add the columns base and dcsd/base
 #   URL_PATH=/...      request path (default /event?d_sid=1234&c_key=val&d_rtbd=json)
 #   HOST_HEADER=name   Host header sent to every server (default localhost, a host
 #                      of the built-in demo taxonomy; empty = 127.0.0.1:PORT)
@@ -164,6 +166,14 @@ if want dcsd; then
     log "WARNING: dcsd logged errors: see $RUN_DIR/raw/dcsd.$SERIES_ID.log"
   fi
 fi
+if [[ -n "${DCSD_BASELINE_BIN:-}" ]]; then
+  [[ -x "$DCSD_BASELINE_BIN" ]] || { echo "DCSD_BASELINE_BIN=$DCSD_BASELINE_BIN is not an executable file" >&2; exit 2; }
+  free_port; port=$PORT
+  log "start baseline dcsd ($DCSD_BASELINE_BIN), 1 thread, 127.0.0.1:$port"
+  start_server base "$SERVER_CPU" "$DCSD_BASELINE_BIN" --listen "127.0.0.1:$port" --threads 1
+  wait_http "$port" /healthz || exit 1
+  measure base "$port"; finish base
+fi
 
 python3 "$BENCH_DIR/scripts/report.py" "$RUN_DIR" > /dev/null || log "report.py failed"
 
@@ -179,6 +189,9 @@ cells = {}
 for r in runs:
     cells.setdefault((r["server"], r["conn"], r["tool"], r["rate"]), []).append(rep.load_run(run_dir, r))
 servers = ["nginx", "minpixel", "dcsd"]
+has_base = any(k[0] == "base" for k in cells)
+if has_base:
+    servers.append("base")
 
 def val(server, cell, key):
     ms = cells.get((server,) + cell)
@@ -214,17 +227,19 @@ rows += [(f"close: max conn/s (wrk c{conns})", cl_wrk, "rps"),
          ("close: server µs/req at max", cl_wrk, "srv_us_per_req"),
          (f"close {k}/s (oha): p50 ms", cc, "p50"), (f"close {k}/s (oha): p99 ms", cc, "p99"),
          (f"close {k}/s (oha): p99.9 ms", cc, "p999")]
-print("| metric | nginx | minpixel | dcsd | dcsd/nginx | dcsd/minpixel |")
-print("|---|---|---|---|---|---|")
+base_cols = (" base |", " dcsd/base |") if has_base else ("", "")
+print(f"| metric | nginx | minpixel | dcsd |{base_cols[0]} dcsd/nginx | dcsd/minpixel |{base_cols[1]}")
+print("|---|---|---|---|---|---|" + ("---|---|" if has_base else ""))
 for label, cell, key in rows:
     v = [val(s, cell, key) for s in servers]
     ratio = lambda a, b: "–" if a is None or not b else f"{a / b:.2f}"
-    print(f"| {label} | {' | '.join(fmt(x, key) for x in v)} | {ratio(v[2], v[0])} | {ratio(v[2], v[1])} |")
+    extra = f" {ratio(v[2], v[3])} |" if has_base else ""
+    print(f"| {label} | {' | '.join(fmt(x, key) for x in v)} | {ratio(v[2], v[0])} | {ratio(v[2], v[1])} |{extra}")
 errs = []
 for s in servers:
     e = sum(m["errors"] for (srv, *_), ms in cells.items() if srv == s for m in ms)
     errs.append("–" if not any(k[0] == s for k in cells) else str(e))
-print(f"| errors (all measured runs) | {' | '.join(errs)} | | |")
+print(f"| errors (all measured runs) | {' | '.join(errs)} | | |" + (" |" if has_base else ""))
 PY
 
 {
