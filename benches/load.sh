@@ -8,6 +8,7 @@
 #   --pixel   pixel-mode path (no d_rtbd=json) instead of JSON mode
 # environment:
 #   DCSD_BIN=path      use this binary (no build); default: cargo build --release
+#   DCSD_ARGS="..."    extra dcsd arguments (e.g. --taxonomy big.json), for dcsd and base
 #   DCSD_BASELINE_BIN=path  also measure this (older) dcsd binary in the same run, as
 #                      server "base", and add the columns base and dcsd/base
 #   URL_PATH=/...      request path (default /event?d_sid=1234&c_key=val&d_rtbd=json)
@@ -158,7 +159,8 @@ fi
 if want dcsd; then
   free_port; port=$PORT
   log "start dcsd ($DCSD_BIN), 1 thread, 127.0.0.1:$port"
-  start_server dcsd "$SERVER_CPU" "$DCSD_BIN" --listen "127.0.0.1:$port" --threads 1
+  read -r -a EXTRA_ARGS <<< "${DCSD_ARGS:-}"
+  start_server dcsd "$SERVER_CPU" "$DCSD_BIN" --listen "127.0.0.1:$port" --threads 1 "${EXTRA_ARGS[@]}"
   wait_http "$port" /healthz || { cat "$RUN_DIR/raw/dcsd.$SERIES_ID.log" >&2; exit 1; }
   "$DCSD_BIN" --version > "$RUN_DIR/conf/dcsd.version" 2>&1 || true
   measure dcsd "$port"; finish dcsd
@@ -170,7 +172,8 @@ if [[ -n "${DCSD_BASELINE_BIN:-}" ]]; then
   [[ -x "$DCSD_BASELINE_BIN" ]] || { echo "DCSD_BASELINE_BIN=$DCSD_BASELINE_BIN is not an executable file" >&2; exit 2; }
   free_port; port=$PORT
   log "start baseline dcsd ($DCSD_BASELINE_BIN), 1 thread, 127.0.0.1:$port"
-  start_server base "$SERVER_CPU" "$DCSD_BASELINE_BIN" --listen "127.0.0.1:$port" --threads 1
+  read -r -a EXTRA_ARGS <<< "${DCSD_ARGS:-}"
+  start_server base "$SERVER_CPU" "$DCSD_BASELINE_BIN" --listen "127.0.0.1:$port" --threads 1 "${EXTRA_ARGS[@]}"
   wait_http "$port" /healthz || exit 1
   measure base "$port"; finish base
 fi
