@@ -91,6 +91,22 @@ fn pairs(c: &mut Criterion) {
             Err(_) => unreachable!("valid input"),
         })
     });
+    // The pairs plus the identity steps of a valid request: control parameters, one declared
+    // ID validated against the taxonomy, the cookie's UUID and the ECID parsed.
+    let tax = dcsd::config::Taxonomy::parse(dcsd::config::taxonomy::DEMO_JSON.as_bytes()).unwrap();
+    let with_cid = [TWENTY_PAIRS, b"&d_cid=1%01crm-user-42"].concat();
+    let cookie = b"s_cc=true; demdex=03976456895177521059143426532209472360; other=1";
+    g.bench_function("decode_20_control_identity", |b| {
+        b.iter(|| {
+            let v = p.decode(black_box(&with_cid), b"").unwrap_or_else(|_| unreachable!("valid input"));
+            let ctl = dcsd::pipeline::params::Control::from_view(&v);
+            let mut errors = Vec::new();
+            let kept = dcsd::identity::declared::resolve(&ctl.declared, &tax, 1, &mut errors);
+            let uuid = dcsd::identity::cookie_value(black_box(cookie), b"demdex").and_then(dcsd::identity::Uuid::parse);
+            let ecid = ctl.mid.and_then(dcsd::identity::Uuid::parse);
+            (kept.len(), uuid, ecid)
+        })
+    });
     g.bench_function("decode_20", |b| {
         b.iter(|| match p.decode(black_box(TWENTY_PAIRS), b"") {
             Ok(v) => v.pairs().count(),
