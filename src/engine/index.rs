@@ -410,7 +410,8 @@ impl Builder {
             }
             (_, o) => LeafVal::Str(o.text().into()),
         };
-        if let Some(&l) = self.leaves.get(&(k, c.op, val.clone())) {
+        let id = (k, c.op, val);
+        if let Some(&l) = self.leaves.get(&id) {
             return Ok(l);
         }
         let regex = match c.op {
@@ -419,7 +420,7 @@ impl Builder {
         };
         let l = self.leaf_consumers.len() as u32;
         self.leaf_consumers.push(Vec::new());
-        self.leaves.insert((k, c.op, val), l);
+        self.leaves.insert(id, l);
         let ki = &mut self.index.per_key[k as usize];
         match (c.op, &c.value) {
             (Op::Ne, _) => {

@@ -219,6 +219,16 @@ fn loader_rejects_bad_rules_with_path_and_position() {
 }
 
 #[test]
+fn taxonomy_file_with_bad_rule_is_rejected() {
+    use crate::config::{load_taxonomy, TaxonomySource};
+    let path = std::env::temp_dir().join(format!("dcsd-engine-{}-bad.json", std::process::id()));
+    std::fs::write(&path, doc(&[(1, 1, Some("a == 1")), (2, 1, Some("(a == 1"))], &[], "")).unwrap();
+    let e = load_taxonomy(&TaxonomySource::File(path.clone())).unwrap_err().to_string();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(e, format!("{}: $.traits[1].rule: at 7: expected ')'", path.display()));
+}
+
+#[test]
 fn demo_taxonomy_compiles() {
     let t = Taxonomy::parse(crate::config::taxonomy::DEMO_JSON.as_bytes()).unwrap();
     let (out, _) = realize(
