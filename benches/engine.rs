@@ -22,11 +22,14 @@ use dcsd::engine::{DestRequest, EngineScratch, RealizeCtx};
 struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Allocation calls, to show that steady-state evaluation does not allocate.
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: forwards to mimalloc unchanged; only adds a counter.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: same contract as ours.
         unsafe { mimalloc::MiMalloc.alloc(l) }
     }
@@ -75,6 +78,19 @@ fn main() {
         "per request: {:.1} traits realized; per profile: {:.1} segments",
         hits as f64 / requests.len() as f64,
         seg_hits as f64 / profiles.len() as f64
+    );
+    let allocs = ALLOCS.load(Ordering::Relaxed);
+    for r in &requests {
+        tax.engine.realize(&mut scratch, r.iter().map(|(k, v)| (&k[..], &v[..])), &ctx, &mut out);
+    }
+    for p in &profiles {
+        tax.engine.segments(p, TODAY, 1, &mut segs);
+    }
+    println!(
+        "allocations in {} steady-state realize + {} segments calls: {}",
+        requests.len(),
+        profiles.len(),
+        ALLOCS.load(Ordering::Relaxed) - allocs
     );
 
     let mut c = Criterion::default()

@@ -8,7 +8,7 @@
 //! * [`dest`] renders URL and cookie destinations ([`Engine::render_destinations`]).
 //! * [`gen`] generates realistic taxonomies and requests for benches and tests.
 //!
-//! Per-request state lives in a [`Scratch`] the caller keeps per core; once grown to the
+//! Per-request state lives in an [`EngineScratch`] the caller keeps per core; once grown to the
 //! taxonomy's size, evaluating a request does not allocate.
 //!
 //! Realization rules (config.md §4, http-api §4):
@@ -20,8 +20,12 @@
 //!   the customer may not use is ignored and counted in [`RealizeStats`];
 //! * each trait is reported once per request.
 //!
-//! Measured (`cargo bench --bench engine`, 100,000 traits / 10,000 segments, one core of the
-//! 2-core dev VM): see `benches/engine.rs` and the README for the current numbers.
+//! Measured 2026-11-22 (`cargo bench --bench engine`, generated 100,000 traits / 10,000
+//! segments, shared 2-core dev VM; two runs, criterion medians): realizing a 20-signal request
+//! 1.12–1.48 µs (13.5 traits realized on average); segments for a profile holding 20 traits
+//! 0.88–1.34 µs (11.7 segments); destinations 0.63–0.96 µs; load + compile of the 6.3 MB JSON
+//! 268–333 ms; live heap of the loaded taxonomy (serde structs + engine) 22.9 MB; no
+//! allocation in steady state.
 
 pub mod dest;
 pub mod gen;
@@ -34,7 +38,6 @@ use std::fmt;
 use rustc_hash::FxHashMap;
 
 pub use dest::DestRequest;
-pub use index::Scratch;
 
 use crate::config::taxonomy::{Access, Taxonomy};
 use crate::table::Profile;
@@ -82,11 +85,12 @@ pub struct RealizeStats {
     pub sid_foreign: u32,
 }
 
-/// Per-core state for [`Engine`] calls; reuse it across requests.
+/// Per-core state for [`Engine`] calls; reuse it across requests (and across reloads: it
+/// grows to a larger taxonomy on first use).
 #[derive(Debug, Default)]
 pub struct EngineScratch {
     /// Trait evaluation state.
-    traits: Scratch,
+    traits: index::Scratch,
     /// Destination rendering buffers.
     dests: dest::Work,
 }
