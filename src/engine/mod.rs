@@ -49,11 +49,14 @@ pub struct Engine {
     trait_sids: Vec<u32>,
     /// DPID per trait index.
     trait_dpids: Vec<u32>,
+    /// Data-source index (taxonomy order) per trait index; `u32::MAX` when undeclared.
+    trait_sources: Vec<u32>,
     /// Folder flag per trait index.
     trait_folder: Vec<bool>,
     /// Trait ID → trait index.
     by_sid: FxHashMap<u32, u32>,
-    /// Customer → per trait index, whether the customer may realize it.
+    /// Customer → per data-source index, whether the customer may use it (customers × data
+    /// sources, not × traits, so that many customers stay cheap).
     allowed: FxHashMap<u32, Box<[bool]>>,
     /// Compiled rules.
     index: index::TraitIndex,
@@ -107,6 +110,8 @@ impl Engine {
         let mut errs = Vec::new();
         let mut e = Engine::default();
         let mut b = index::Builder::default();
+        let sources: FxHashMap<u32, u32> =
+            t.data_sources.iter().enumerate().map(|(i, d)| (d.dpid, i as u32)).collect();
         for (i, tr) in t.traits.iter().enumerate() {
             let Ok(sid) = u32::try_from(tr.sid) else {
                 errs.push(format!("$.traits[{i}].sid: {} does not fit in 32 bits", tr.sid));
@@ -115,6 +120,7 @@ impl Engine {
             let ti = e.trait_sids.len() as u32;
             e.trait_sids.push(sid);
             e.trait_dpids.push(tr.dpid);
+            e.trait_sources.push(sources.get(&tr.dpid).copied().unwrap_or(u32::MAX));
             e.trait_folder.push(tr.folder);
             e.by_sid.insert(sid, ti);
             let Some(text) = &tr.rule else { continue };
@@ -125,7 +131,7 @@ impl Engine {
         }
         e.index = b.build();
         for c in &t.customers {
-            let ok = e.trait_dpids.iter().map(|&d| t.access(d, c.id) == Access::Allowed).collect();
+            let ok = t.data_sources.iter().map(|d| t.access(d.dpid, c.id) == Access::Allowed).collect();
             e.allowed.insert(c.id, ok);
         }
         e.segments = segment::SegmentIndex::new(t.trait_ttl_days);
@@ -189,7 +195,7 @@ impl Engine {
             self.index.signal(s, k, v);
         }
         self.index.finish(s, |s, t| {
-            let ok = allowed[t as usize] && ctx.tdpid.is_none_or(|d| self.trait_dpids[t as usize] == d);
+            let ok = self.may_use(allowed, t) && ctx.tdpid.is_none_or(|d| self.trait_dpids[t as usize] == d);
             if ok && s.first_time(t) {
                 out.push(self.trait_sids[t as usize]);
             }
@@ -201,7 +207,7 @@ impl Engine {
             };
             if self.trait_folder[t as usize] {
                 stats.sid_folder += 1;
-            } else if !allowed[t as usize] {
+            } else if !self.may_use(allowed, t) {
                 stats.sid_foreign += 1;
             } else if s.first_time(t) {
                 out.push(sid as u32);
@@ -209,6 +215,11 @@ impl Engine {
         }
         out.sort_unstable();
         stats
+    }
+
+    /// Whether the customer whose data-source permissions are `allowed` may realize trait `t`.
+    fn may_use(&self, allowed: &[bool], t: u32) -> bool {
+        allowed.get(self.trait_sources[t as usize] as usize).copied().unwrap_or(false)
     }
 
     /// The segments of `customer` that `profile` is in on UTC day `today` (see

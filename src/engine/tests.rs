@@ -549,3 +549,25 @@ fn ops_roundtrip_through_parser() {
         assert_eq!(c.op, op);
     }
 }
+
+#[test]
+fn numbers_follow_the_number_token_grammar() {
+    for (s, want) in [("1", Some(1.0)), ("-2.50", Some(-2.5)), ("007", Some(7.0)), ("1.", None), (".5", None)]
+    {
+        assert_eq!(rule::number(s.as_bytes()), want, "{s}");
+    }
+    for s in ["", "-", "+1", "1e3", "inf", "NaN", " 1", "1 ", "1.2.3", "--1"] {
+        assert_eq!(rule::number(s.as_bytes()), None, "{s}");
+    }
+}
+
+#[test]
+fn cookie_with_no_value_that_fits_is_left_out() {
+    let dests = r#","destinations":[{"id":1,"customer":1,"type":"cookie","name":"c","format":"single_key",
+        "key":"k","max_size":4,"mappings":[{"segment":10,"value":"long"}]}]"#;
+    let t = Taxonomy::parse(doc(&[(1, 1, None)], &[(10, 1, "1T")], dests).as_bytes()).unwrap();
+    let req = DestRequest { customer: 1, segments: &[10], ..DestRequest::default() };
+    let (mut stuff, mut out) = (Vec::new(), Vec::new());
+    t.engine.render_destinations(&mut EngineScratch::default(), &req, &mut stuff, &mut out);
+    assert_eq!((&stuff[..], &out[..]), (&b"[]"[..], &b"[]"[..]));
+}
