@@ -234,6 +234,14 @@ impl Engine {
         self.segments.legacy_id(segment)
     }
 
+    /// The legacy IDs of `segments` (`d_cts=1`), ascending, into `out` (cleared first);
+    /// segments without one are left out.
+    pub fn legacy_ids_into(&self, segments: &[u32], out: &mut Vec<u64>) {
+        out.clear();
+        out.extend(segments.iter().filter_map(|&s| self.legacy_id(s)));
+        out.sort_unstable();
+    }
+
     /// Whether `sid` is a trait of the taxonomy.
     pub fn has_trait(&self, sid: u32) -> bool {
         self.by_sid.contains_key(&sid)

@@ -385,6 +385,9 @@ fn segments_by_customer_sorted_with_legacy_ids() {
     assert_eq!(out, [10]);
     assert_eq!(t.engine.legacy_id(20), Some(1020));
     assert_eq!(t.engine.legacy_id(21), None);
+    let mut legacy = Vec::new();
+    t.engine.legacy_ids_into(&[30, 20, 99], &mut legacy);
+    assert_eq!(legacy, [1020, 1030]);
 }
 
 // --- destinations ---
