@@ -185,6 +185,11 @@ impl Scratch {
 // === impl TraitIndex ===
 
 impl TraitIndex {
+    /// Number of compound rules evaluated for every request.
+    pub(super) fn always_len(&self) -> usize {
+        self.always.len()
+    }
+
     /// Number of leaves, keys and compound rules (the scratch sizes).
     pub(super) fn sizes(&self) -> (usize, usize, usize) {
         (self.starts.len().saturating_sub(1), self.per_key.len(), self.rules.len())

@@ -268,6 +268,7 @@ impl fmt::Debug for Engine {
             .field("keys", &keys)
             .field("leaves", &leaves)
             .field("compound_rules", &rules)
+            .field("always_evaluated", &self.index.always_len())
             .field("segments", &self.segments.sids.len())
             .finish()
     }
