@@ -102,7 +102,8 @@ fn pairs(c: &mut Criterion) {
             let ctl = dcsd::pipeline::params::Control::from_view(&v);
             let mut errors = Vec::new();
             let kept = dcsd::identity::declared::resolve(&ctl.declared, &tax, 1, &mut errors);
-            let uuid = dcsd::identity::cookie_value(black_box(cookie), b"demdex").and_then(dcsd::identity::Uuid::parse);
+            let uuid = dcsd::identity::cookie_value(black_box(cookie), b"demdex")
+                .and_then(dcsd::identity::Uuid::parse);
             let ecid = ctl.mid.and_then(dcsd::identity::Uuid::parse);
             (kept.len(), uuid, ecid)
         })

@@ -6,13 +6,13 @@
 //! `cargo bench --bench table -- 1m` (memory, snapshot, restore; ~1 GB of RAM, ~130 MB of disk
 //! in the temp dir). The allocator is mimalloc, as in the daemon, wrapped to count live bytes.
 #![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)]
-// The counting allocator below needs `unsafe impl GlobalAlloc`; it only forwards to mimalloc.
+// The counting allocator (support/counting_alloc.rs) needs `unsafe impl GlobalAlloc`; it only
+// forwards to mimalloc.
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout};
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Barrier, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,27 +22,9 @@ use dcsd::identity::Uuid;
 use dcsd::table::snapshot;
 use dcsd::table::{Profile, ProfileTable, TableConfig, DAY_S};
 
-/// Counts live heap bytes (as requested) on top of mimalloc.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to mimalloc unchanged; only adds a counter.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { mimalloc::MiMalloc.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { mimalloc::MiMalloc.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::LIVE;
 
 const NOW: u64 = 20_500 * DAY_S;
 const KEYS: u64 = 100_000;

@@ -13,9 +13,9 @@
 //!   or empty. `${GDPR}` is the request's `gdpr` (0 or 1); `${GDPR_CONSENT_<vendor>}` is the
 //!   request's consent string (percent-encoded) whatever the vendor, or empty.
 //! * An unknown `%name%` or `${name}` stays as written (URLs carry `%2F` and the like).
-//! * Cookie `cv`: the whole value (key, separators, values) percent-encoded; values are added
-//!   while the encoded length stays within `max_size`; a cookie with no value that fits is
-//!   left out. Mappings without an alias (URL) or a value (cookie) produce nothing.
+//! * Cookie `cv`: keys and values percent-encoded, the destination's separators as written
+//!   (`seg=v1,v2`, `k1=v1,k2=v2`), as a tag writes it into `document.cookie`; values are added
+//!   while the length stays within `max_size`; a cookie with no value that fits is left out. Mappings without an alias (URL) or a value (cookie) produce nothing.
 
 use std::fmt::Write as _;
 
@@ -286,18 +286,18 @@ fn render_cookie(
     text.clear();
     if !c.key_value {
         percent_encode(&c.key, &mut text);
-        percent_encode(&c.key_sep, &mut text);
+        text.extend_from_slice(&c.key_sep);
     }
     let mut values = 0;
     for h in maps {
         let Some((k, v)) = &c.entries[work.hits[h].2 as usize] else { continue };
         let before = text.len();
         if values > 0 {
-            percent_encode(&c.value_sep, &mut text);
+            text.extend_from_slice(&c.value_sep);
         }
         if c.key_value {
             percent_encode(k, &mut text);
-            percent_encode(&c.key_sep, &mut text);
+            text.extend_from_slice(&c.key_sep);
         }
         percent_encode(v, &mut text);
         if text.len() > c.max_size {

@@ -2,13 +2,16 @@
 //! distributions, emitted as JSON text so that it goes through the real loader, plus matching
 //! requests and profiles.
 //!
-//! Shape (fractions of the traits): 72% `c_k<K> == v<V>` over [`GenParams::keys`] keys with
-//! Zipf-like keys and values; 5% numeric `==` and 2% bounded ranges (`c_r<K> >= a AND
+//! Shape (fractions of the traits): 72% `c_k<K> == v<V>` over [`GenParams::keys`] keys
+//! (Zipf-like) and 16 × [`GenParams::values`] values (uniform: mostly one trait per pair, as
+//! real taxonomies rarely repeat a rule), while requests draw values Zipf-like, so frequent
+//! values hit and rare ones miss; 5% numeric `==` and 2% bounded ranges (`c_r<K> >= a AND
 //! c_r<K> <= b`, few per key); 3% `contains`/`startswith`/`endswith` on 30 URL-like keys;
-//! 0.5% `!=` on 100 dedicated keys; ~10% other compound rules (`AND`, `OR`, `AND NOT`);
-//! one regex per 10,000 traits; the rest `d_sid`-only. Segments: single traits, `AND`, `OR`,
-//! `AND NOT` and `FREQUENCY` with recency, over traits drawn with the same skew. Two customers;
-//! the second owns one data source it shares with the first and one it keeps.
+//! 0.5% `!=` on 100 dedicated keys; ~10% other compound rules (`AND`, `OR`, `AND NOT`); one
+//! regex per 10,000 traits; the rest `d_sid`-only. Segments: single traits, `AND`, `OR`,
+//! `AND NOT` and `FREQUENCY` with recency, over the first fifth of the traits (uniformly), from
+//! which profiles draw too. Two customers; the second owns one data source it shares with the
+//! first and one it keeps.
 
 use std::fmt::Write as _;
 
@@ -111,6 +114,17 @@ pub fn generate(p: GenParams) -> Generated {
     Generated { json: j, params: p }
 }
 
+/// Segments and profiles use the first fifth of the traits, so that each of those is in about
+/// one segment (for 2 terms per segment and segments = traits / 10).
+fn hot_traits(p: &GenParams) -> usize {
+    (p.traits / 5).max(1)
+}
+
+/// Distinct values per `c_k` key.
+fn vocab(p: &GenParams) -> usize {
+    p.values * 16
+}
+
 /// Zipf-like rank in `0..n` (log-uniform: rank r has weight about 1/r).
 fn zipf(rng: &mut StdRng, n: usize) -> usize {
     let x = (n as f64 + 1.0).powf(rng.random::<f64>()) - 1.0;
@@ -118,7 +132,8 @@ fn zipf(rng: &mut StdRng, n: usize) -> usize {
 }
 
 fn eq_cmp(rng: &mut StdRng, p: &GenParams) -> String {
-    let (k, v) = (zipf(rng, p.keys), zipf(rng, p.values));
+    // Keys are skewed; values uniform, so that a (key, value) pair has about one trait.
+    let (k, v) = (zipf(rng, p.keys), rng.random_range(0..vocab(p)));
     match rng.random_range(0..4) {
         0 => format!("c_k{k}=v{v}"),
         1 => format!("c_k{k} == v{v}"),
@@ -133,7 +148,7 @@ fn trait_rule(rng: &mut StdRng, p: &GenParams, i: usize) -> Option<String> {
     let r = rng.random_range(0..1000);
     Some(match r {
         0..720 => eq_cmp(rng, p),
-        720..770 => format!("c_n{} == {}", zipf(rng, NUM_KEYS), zipf(rng, 200)),
+        720..770 => format!("c_n{} == {}", rng.random_range(0..NUM_KEYS), rng.random_range(0..1000)),
         770..790 => {
             let (k, a) = (rng.random_range(0..RANGE_KEYS), rng.random_range(0..1000));
             format!("(c_r{k} >= {a}.00 AND c_r{k} <= {}.00)", a + rng.random_range(1..50))
@@ -157,7 +172,7 @@ fn trait_rule(rng: &mut StdRng, p: &GenParams, i: usize) -> Option<String> {
 }
 
 fn segment_rule(rng: &mut StdRng, p: &GenParams) -> String {
-    let mut t = || FIRST_TRAIT as usize + zipf(rng, p.traits);
+    let mut t = || FIRST_TRAIT as usize + rng.random_range(0..hot_traits(p));
     let (a, b, c) = (t(), t(), t());
     match rng.random_range(0..10) {
         0..3 => format!("{a}T"),
@@ -221,11 +236,13 @@ impl Generated {
             .map(|_| {
                 let (k, v) = match rng.random_range(0..20) {
                     0..12 => {
-                        let v = if rng.random_range(0..4) == 0 { p.values * 2 } else { 0 }
-                            + zipf(&mut rng, p.values);
+                        let v =
+                            if rng.random_range(0..4) == 0 { vocab(p) } else { 0 } + zipf(&mut rng, vocab(p));
                         (format!("c_k{}", zipf(&mut rng, p.keys)), format!("v{v}"))
                     }
-                    12 => (format!("c_n{}", zipf(&mut rng, NUM_KEYS)), format!("{}", zipf(&mut rng, 200))),
+                    12 => {
+                        (format!("c_n{}", rng.random_range(0..NUM_KEYS)), format!("{}", zipf(&mut rng, 1000)))
+                    }
                     13 => (
                         format!("c_r{}", rng.random_range(0..RANGE_KEYS)),
                         format!("{}.5", rng.random_range(0..1000)),
@@ -250,13 +267,13 @@ impl Generated {
             .collect()
     }
 
-    /// A profile holding `n` traits (drawn with the segments' skew), each realized on a few
+    /// A profile holding `n` traits (drawn like the segments' traits), each realized on a few
     /// days up to `today`.
     pub fn profile(&self, seed: u64, n: usize, today: u16) -> Profile {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut p = Profile::default();
         for _ in 0..n {
-            let t = FIRST_TRAIT + zipf(&mut rng, self.params.traits) as u32;
+            let t = FIRST_TRAIT + rng.random_range(0..hot_traits(&self.params)) as u32;
             for _ in 0..rng.random_range(1..4) {
                 p.realize_n(t, today.saturating_sub(rng.random_range(0..10)), rng.random_range(1..3));
             }

@@ -185,6 +185,11 @@ impl Scratch {
 // === impl TraitIndex ===
 
 impl TraitIndex {
+    /// Number of compound rules evaluated for every request.
+    pub(super) fn always_len(&self) -> usize {
+        self.always.len()
+    }
+
     /// Number of leaves, keys and compound rules (the scratch sizes).
     pub(super) fn sizes(&self) -> (usize, usize, usize) {
         (self.starts.len().saturating_sub(1), self.per_key.len(), self.rules.len())
@@ -410,7 +415,8 @@ impl Builder {
             }
             (_, o) => LeafVal::Str(o.text().into()),
         };
-        if let Some(&l) = self.leaves.get(&(k, c.op, val.clone())) {
+        let id = (k, c.op, val);
+        if let Some(&l) = self.leaves.get(&id) {
             return Ok(l);
         }
         let regex = match c.op {
@@ -419,7 +425,7 @@ impl Builder {
         };
         let l = self.leaf_consumers.len() as u32;
         self.leaf_consumers.push(Vec::new());
-        self.leaves.insert((k, c.op, val), l);
+        self.leaves.insert(id, l);
         let ki = &mut self.index.per_key[k as usize];
         match (c.op, &c.value) {
             (Op::Ne, _) => {

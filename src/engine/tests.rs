@@ -219,6 +219,16 @@ fn loader_rejects_bad_rules_with_path_and_position() {
 }
 
 #[test]
+fn taxonomy_file_with_bad_rule_is_rejected() {
+    use crate::config::{load_taxonomy, TaxonomySource};
+    let path = std::env::temp_dir().join(format!("dcsd-engine-{}-bad.json", std::process::id()));
+    std::fs::write(&path, doc(&[(1, 1, Some("a == 1")), (2, 1, Some("(a == 1"))], &[], "")).unwrap();
+    let e = load_taxonomy(&TaxonomySource::File(path.clone())).unwrap_err().to_string();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(e, format!("{}: $.traits[1].rule: at 7: expected ')'", path.display()));
+}
+
+#[test]
 fn demo_taxonomy_compiles() {
     let t = Taxonomy::parse(crate::config::taxonomy::DEMO_JSON.as_bytes()).unwrap();
     let (out, _) = realize(
@@ -375,6 +385,9 @@ fn segments_by_customer_sorted_with_legacy_ids() {
     assert_eq!(out, [10]);
     assert_eq!(t.engine.legacy_id(20), Some(1020));
     assert_eq!(t.engine.legacy_id(21), None);
+    let mut legacy = Vec::new();
+    t.engine.legacy_ids_into(&[30, 20, 99], &mut legacy);
+    assert_eq!(legacy, [1020, 1030]);
 }
 
 // --- destinations ---
@@ -383,7 +396,7 @@ const DESTS: &str = r#","destinations":[
  {"id":1,"customer":1,"type":"url","url":"http://x/?s=%alias%&u=%did%&r=%rnd%&t=%timestamp%&g=%region%&d=%dpid_7%&c=${GDPR}&k=${GDPR_CONSENT_565}&z=%2F%zz%",
   "secure_url":"","serialize":true,"delimiter":",","mappings":[{"segment":10,"alias":"a b"},{"segment":20,"alias":"c\"d"}]},
  {"id":2,"customer":1,"type":"url","platform":"ios","url":"http://y/%alias%","kind":"iframe","mappings":[{"segment":10,"alias":"p"},{"segment":20,"alias":"q"}]},
- {"id":3,"customer":1,"type":"cookie","name":"ck","domain":".d","ttl_days":30,"format":"single_key","key":"seg","max_size":15,
+ {"id":3,"customer":1,"type":"cookie","name":"ck","domain":".d","ttl_days":30,"format":"single_key","key":"seg","max_size":11,
   "mappings":[{"segment":10,"value":"10"},{"segment":20,"value":"2,0"}]},
  {"id":4,"customer":1,"type":"cookie","name":"kv","format":"key_value","key_separator":":","value_separator":";","mappings":[{"segment":20,"key":"k","value":"v"},{"segment":10,"key":"j","value":"w"}]}]"#;
 
@@ -415,10 +428,11 @@ fn destinations_render() {
         dests,
         r#"[{"c":"http://x/?s=a%20b,c%22d&u=123&r=42&t=1700000000&g=9&d=id%2F7&c=1&k=CO-x&z=%2F%zz%","e":"","y":"img"}]"#
     );
-    // seg%3D10 is 8 bytes; %2C2%2C0 would make it 16 > 15: cut on the value boundary.
+    // seg=10 is 6 bytes; ,2%2C0 would make it 12 > 11: cut on the value boundary. Separators
+    // are written as they are, keys and values percent-encoded.
     assert_eq!(
         stuff,
-        r#"[{"cn":"ck","cv":"seg%3D10","ttl":30,"dmn":".d"},{"cn":"kv","cv":"j%3Aw%3Bk%3Av","ttl":0,"dmn":""}]"#
+        r#"[{"cn":"ck","cv":"seg=10","ttl":30,"dmn":".d"},{"cn":"kv","cv":"j:w;k:v","ttl":0,"dmn":""}]"#
     );
     let (_, dests) = render(Some(b"ios"), &[20]);
     assert_eq!(
@@ -538,4 +552,26 @@ fn ops_roundtrip_through_parser() {
         let rule::Expr::Cmp(c) = parse(&format!("k {text} 1")).unwrap() else { panic!("{text}") };
         assert_eq!(c.op, op);
     }
+}
+
+#[test]
+fn numbers_follow_the_number_token_grammar() {
+    for (s, want) in [("1", Some(1.0)), ("-2.50", Some(-2.5)), ("007", Some(7.0)), ("1.", None), (".5", None)]
+    {
+        assert_eq!(rule::number(s.as_bytes()), want, "{s}");
+    }
+    for s in ["", "-", "+1", "1e3", "inf", "NaN", " 1", "1 ", "1.2.3", "--1"] {
+        assert_eq!(rule::number(s.as_bytes()), None, "{s}");
+    }
+}
+
+#[test]
+fn cookie_with_no_value_that_fits_is_left_out() {
+    let dests = r#","destinations":[{"id":1,"customer":1,"type":"cookie","name":"c","format":"single_key",
+        "key":"k","max_size":4,"mappings":[{"segment":10,"value":"long"}]}]"#;
+    let t = Taxonomy::parse(doc(&[(1, 1, None)], &[(10, 1, "1T")], dests).as_bytes()).unwrap();
+    let req = DestRequest { customer: 1, segments: &[10], ..DestRequest::default() };
+    let (mut stuff, mut out) = (Vec::new(), Vec::new());
+    t.engine.render_destinations(&mut EngineScratch::default(), &req, &mut stuff, &mut out);
+    assert_eq!((&stuff[..], &out[..]), (&b"[]"[..], &b"[]"[..]));
 }

@@ -276,9 +276,8 @@ fn render_json(
         push_ids(out, work.realized.iter().map(|&t| u64::from(t)));
         out.extend_from_slice(b",\"segments\":");
         if ctl.cts == 1 {
-            let mut legacy: Vec<u64> =
-                work.segments.iter().filter_map(|&s| tax.engine.legacy_id(s)).collect();
-            legacy.sort_unstable();
+            let mut legacy = Vec::new();
+            tax.engine.legacy_ids_into(&work.segments, &mut legacy);
             push_ids(out, legacy.into_iter());
         } else {
             push_ids(out, work.segments.iter().map(|&s| u64::from(s)));
