@@ -1,5 +1,7 @@
 //! Writes a generated taxonomy to stdout: `cargo run --example gen_taxonomy -- [TRAITS
 //! [SEGMENTS [SEED]]]` (defaults: the bench taxonomy, 100,000 traits and 10,000 segments).
+//! With `--query N` it writes instead the query string of a realistic N-signal request for that
+//! taxonomy (percent-encoded, for `Host: one.example`), as the daemon-level benchmark sends.
 #![allow(missing_docs)]
 
 use std::io::Write;
@@ -7,7 +9,14 @@ use std::io::Write;
 use dcsd::engine::gen::{generate, GenParams};
 
 fn main() -> std::io::Result<()> {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let query = raw.iter().position(|a| a == "--query").and_then(|i| raw.get(i + 1)?.parse::<usize>().ok());
+    let args: Vec<u64> = raw
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| *a != "--query" && !(*i > 0 && raw[i - 1] == "--query"))
+        .filter_map(|(_, a)| a.parse().ok())
+        .collect();
     let mut p = GenParams::bench();
     if let Some(&t) = args.first() {
         p.traits = t as usize;
@@ -18,5 +27,22 @@ fn main() -> std::io::Result<()> {
     if let Some(&seed) = args.get(2) {
         p.seed = seed;
     }
-    std::io::stdout().lock().write_all(generate(p).json.as_bytes())
+    let g = generate(p);
+    let mut out = std::io::stdout().lock();
+    match query {
+        Some(n) => {
+            let mut q = Vec::new();
+            for (i, (k, v)) in g.request(7, n).iter().enumerate() {
+                if i > 0 {
+                    q.push(b'&');
+                }
+                dcsd::engine::dest::percent_encode(k, &mut q);
+                q.push(b'=');
+                dcsd::engine::dest::percent_encode(v, &mut q);
+            }
+            out.write_all(&q)?;
+            out.write_all(b"\n")
+        }
+        None => out.write_all(g.json.as_bytes()),
+    }
 }
