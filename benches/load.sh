@@ -8,6 +8,7 @@
 #   --pixel   pixel-mode path (no d_rtbd=json) instead of JSON mode
 # environment:
 #   DCSD_BIN=path      use this binary (no build); default: cargo build --release
+#   EXTRA_HEADER="Name: value"  one more header on every request (e.g. a demdex cookie)
 #   DCSD_ARGS="..."    extra dcsd arguments (e.g. --taxonomy big.json), for dcsd and base
 #   DCSD_BASELINE_BIN=path  also measure this (older) dcsd binary in the same run, as
 #                      server "base", and add the columns base and dcsd/base
@@ -83,6 +84,7 @@ trap 'exit 143' TERM
 describe_env
 URL_PATH_Q=$URL_PATH
 HDR=(); [[ -n "$HOST_HEADER" ]] && HDR=(-H "Host: $HOST_HEADER")
+[[ -n "${EXTRA_HEADER:-}" ]] && HDR+=(-H "$EXTRA_HEADER")
 read -r -a RATES <<< "$PIXEL_RATES"
 
 # A port nothing listens on (scan upwards; distinct per server, so a dying

@@ -196,6 +196,11 @@ impl TraitIndex {
     }
 
     /// Fires the leaves of one signal.
+    /// Whether some rule tests `key`.
+    pub(super) fn has_key(&self, key: &[u8]) -> bool {
+        self.keys.contains_key(key)
+    }
+
     pub(super) fn signal(&self, s: &mut Scratch, key: &[u8], value: &[u8]) {
         let Some(&k) = self.keys.get(key) else { return };
         let ki = &self.per_key[k as usize];

@@ -234,6 +234,12 @@ impl Engine {
         self.segments.legacy_id(segment)
     }
 
+    /// Whether some trait rule tests `key` (so a caller can skip building signals no rule
+    /// reads, such as header-derived ones).
+    pub fn uses_key(&self, key: &[u8]) -> bool {
+        self.index.has_key(key)
+    }
+
     /// The customer segment `sid` belongs to.
     pub fn segment_customer(&self, sid: u32) -> Option<u32> {
         self.segments.customer(sid)

@@ -1,7 +1,8 @@
 //! Header-derived signals (http-api §3.3): `h_host` (Host without its port), `h_user-agent`,
 //! `h_accept-language`, `h_referer`, `h_date` and `h_ip` (the client address, with its last
 //! IPv4 octet or last 80 IPv6 bits zeroed when `privacy.ip_obfuscation` is on). Absent headers
-//! add nothing. Requests cannot forge them: `h_` pairs a request sends are dropped by
+//! add nothing, and neither do keys no trait rule tests (they could not change the result; the
+//! address is then not even formatted). Requests cannot forge them: `h_` pairs a request sends are dropped by
 //! [`super::params::View::signals`].
 
 use std::io::Write as _;
@@ -24,8 +25,14 @@ pub struct HeaderSignals<'a> {
 // === impl HeaderSignals ===
 
 impl<'a> HeaderSignals<'a> {
-    /// The signals of `req`; `host` is its Host without the port.
-    pub fn of(req: &Request<'a>, host: Option<&'a [u8]>, obfuscate_ip: bool) -> HeaderSignals<'a> {
+    /// The signals of `req` that `wanted` (the taxonomy tests the key); `host` is its Host
+    /// without the port.
+    pub fn of(
+        req: &Request<'a>,
+        host: Option<&'a [u8]>,
+        obfuscate_ip: bool,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> HeaderSignals<'a> {
         let h = &req.head;
         let found = [
             (&b"h_host"[..], host),
@@ -37,13 +44,15 @@ impl<'a> HeaderSignals<'a> {
         let mut pairs: [(&'static [u8], &'a [u8]); 5] = [(&[], &[]); 5];
         let mut len = 0;
         for (k, v) in found {
-            if let Some(v) = v {
+            if let Some(v) = v.filter(|_| wanted(k)) {
                 pairs[len] = (k, v);
                 len += 1;
             }
         }
         let mut ip = [0u8; IP_TEXT];
-        let ip_len = {
+        let ip_len = if !wanted(b"h_ip") {
+            0
+        } else {
             let mut cursor = &mut ip[..];
             let addr = if obfuscate_ip { obfuscate(req.peer.ip()) } else { req.peer.ip() };
             // An address always fits in 45 bytes.
@@ -55,8 +64,8 @@ impl<'a> HeaderSignals<'a> {
 
     /// The signals as (key, value) pairs, `h_ip` last.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        let ip = (&b"h_ip"[..], &self.ip[..self.ip_len]);
-        self.pairs[..self.len].iter().map(|&(k, v)| (k, v)).chain(std::iter::once(ip))
+        let ip = (self.ip_len > 0).then_some((&b"h_ip"[..], &self.ip[..self.ip_len]));
+        self.pairs[..self.len].iter().map(|&(k, v)| (k, v)).chain(ip)
     }
 }
 

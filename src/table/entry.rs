@@ -81,6 +81,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next `n` bytes.
+    #[inline]
     pub(crate) fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let out = self.buf.get(self.pos..end)?;
@@ -89,16 +90,19 @@ impl<'a> Reader<'a> {
     }
 
     /// One byte.
+    #[inline]
     pub(crate) fn u8(&mut self) -> Option<u8> {
         Some(self.bytes(1)?[0])
     }
 
     /// A little-endian `u16`.
+    #[inline]
     pub(crate) fn u16(&mut self) -> Option<u16> {
         Some(u16::from_le_bytes(self.bytes(2)?.try_into().ok()?))
     }
 
     /// A little-endian `u32`.
+    #[inline]
     pub(crate) fn u32(&mut self) -> Option<u32> {
         Some(u32::from_le_bytes(self.bytes(4)?.try_into().ok()?))
     }
@@ -109,7 +113,13 @@ impl<'a> Reader<'a> {
     }
 
     /// A LEB128 varint of at most 64 bits.
+    #[inline]
     pub(crate) fn varint(&mut self) -> Option<u64> {
+        // Most varints here (deltas, counts, lengths) are one byte.
+        if let Some(&b) = self.buf.get(self.pos).filter(|&&b| b < 0x80) {
+            self.pos += 1;
+            return Some(u64::from(b));
+        }
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;
@@ -122,11 +132,13 @@ impl<'a> Reader<'a> {
     }
 
     /// A varint that must fit a `u32`.
+    #[inline]
     pub(crate) fn varint32(&mut self) -> Option<u32> {
         u32::try_from(self.varint()?).ok()
     }
 
     /// A varint used as a length: it must not exceed the bytes left.
+    #[inline]
     pub(crate) fn len(&mut self) -> Option<usize> {
         let n = usize::try_from(self.varint()?).ok()?;
         (n <= self.buf.len() - self.pos).then_some(n)
@@ -134,6 +146,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Appends `v` as a LEB128 varint.
+#[inline]
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);

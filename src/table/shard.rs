@@ -111,6 +111,9 @@ impl Shard {
         evicted: &mut Vec<Vec<u8>>,
     ) -> Outcome {
         let slot = &self.buckets[b];
+        // Read the CLOCK bit now, beside the slot, so its cache miss overlaps the slot's instead
+        // of coming after the whole edit.
+        let referenced = self.refs[b].load(Ordering::Relaxed) != 0;
         let (mut val, mut next) = BUFFERS.take();
         let outcome = loop {
             let cur = slot.load(Ordering::Acquire, guard);
@@ -136,7 +139,9 @@ impl Shard {
                 }
             };
             if self.publish(slot, cur, &next, guard) {
-                self.touch(b);
+                if !referenced {
+                    self.refs[b].store(1, Ordering::Relaxed);
+                }
                 if let Some(range) = dropped {
                     evicted.push(bytes[range].to_vec());
                 } else {

@@ -145,7 +145,9 @@ impl Valid<'_, '_> {
             (None, None) => None,
         };
         let host = req.head.host.map(|h| host_without_port(h.get(req.buf)));
-        let headers = HeaderSignals::of(req, host, dcs.shared.config.privacy.ip_obfuscation);
+        let engine = &self.tax.engine;
+        let obfuscate = dcs.shared.config.privacy.ip_obfuscation;
+        let headers = HeaderSignals::of(req, host, obfuscate, |k| engine.uses_key(k));
         let ctx = RealizeCtx { customer: self.customer, tdpid, d_sid: &w.sids };
         let signals = self.view.signals().chain(headers.iter());
         let stats = self.tax.engine.realize(&mut w.engine, signals, &ctx, &mut w.realized);
