@@ -521,3 +521,15 @@ fn rate_limit_429_with_retry_after_per_client() {
     assert_eq!(get(&d, "localhost", "/healthz", "").status, 200);
     assert!(d.metric("dcsd_http_requests_total{route=\"event\",status=\"429\"}") >= 1);
 }
+
+#[test]
+fn s5_1_a_new_id_with_nothing_to_record_creates_no_profile() {
+    let d = Daemon::start("uring", "");
+    let r = get(&d, "localhost", "/event?d_rtbd=json&c_unknown=1", "");
+    assert!(r.header("set-cookie").is_some(), "the browser still gets its ID");
+    assert_eq!(d.metric("dcsd_profiles"), 0);
+    // A realized trait (demo taxonomy: d_sid 4242) is worth a profile.
+    get(&d, "localhost", "/event?d_sid=4242", "");
+    assert_eq!(d.metric("dcsd_profiles"), 1);
+    assert_eq!(d.metric("dcsd_traits_realized_total"), 1);
+}

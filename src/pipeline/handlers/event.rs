@@ -101,7 +101,14 @@ impl Valid<'_, '_> {
             opt_out_for_consent(dcs, &id, customer, &declared, now);
             return None;
         }
-        self.realize(dcs, w);
+        let ignored = self.realize(dcs, w);
+        let metrics = dcs.shared.metrics.core(dcs.index);
+        if id.fresh && w.realized.is_empty() && declared.is_empty() && ecid.is_none() {
+            // A new ID with nothing to record: no profile is created (it would hold nothing);
+            // the browser's next request, with the cookie, finds none and starts one.
+            metrics.realized(0, ignored);
+            return Some(id.digits); // no segments, so no destinations either
+        }
         let (engine, today) = (&self.tax.engine, day_of(now));
         let Work { realized, segments, merged, .. } = w;
         let recorded = record(dcs, &id, customer, &declared, ecid, now, |p| {
@@ -122,8 +129,10 @@ impl Valid<'_, '_> {
             errors.push(e);
             w.realized.clear();
             w.segments.clear();
+            metrics.realized(0, ignored);
             return None;
         }
+        metrics.realized(w.realized.len(), ignored);
         if ctl.json {
             self.destinations(dcs, w, &id.digits, &declared, now);
         }
@@ -131,8 +140,9 @@ impl Valid<'_, '_> {
     }
 
     /// The traits the request realizes: rule traits from its signals (pairs and headers) and
-    /// `d_sid` traits, for the host's customer (and `d_tdpid`'s data source).
-    fn realize(&self, dcs: &Dcs, w: &mut Work) {
+    /// `d_sid` traits, for the host's customer (and `d_tdpid`'s data source). Returns the
+    /// `d_sid` values ignored, by [`crate::metrics::SID_IGNORED`] reason.
+    fn realize(&self, dcs: &Dcs, w: &mut Work) -> [u32; 3] {
         let (ctl, req) = (self.ctl, self.req);
         w.sids.clear();
         // A value that is not a number names no trait: counted as unknown.
@@ -151,8 +161,7 @@ impl Valid<'_, '_> {
         let ctx = RealizeCtx { customer: self.customer, tdpid, d_sid: &w.sids };
         let signals = self.view.signals().chain(headers.iter());
         let stats = self.tax.engine.realize(&mut w.engine, signals, &ctx, &mut w.realized);
-        let ignored = [stats.sid_unknown, stats.sid_folder, stats.sid_foreign];
-        dcs.shared.metrics.core(dcs.index).realized(w.realized.len(), ignored);
+        [stats.sid_unknown, stats.sid_folder, stats.sid_foreign]
     }
 
     /// The `stuff` and `dests` arrays for the profile's segments.
