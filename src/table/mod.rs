@@ -73,7 +73,7 @@
 //! |---|---|---|---|---|
 //! | get (copy out) | 1 | 614 ns | 584 ns | 516 ns |
 //! | get (copy out) | 2 | 676 ns | 606 ns | 637 ns |
-//! | update (1 realization) | 1 | 971 ns | 344 ns | 356 ns |
+//! | update (1 realization) | 1 | 971 ns (826 ns after reading the CLOCK bit beside the slot) | 344 ns (309 ns) | 356 ns (320 ns) |
 //! | update (1 realization) | 2 | 1.21 µs | 850 ns | 566 ns |
 //!
 //! Gets are on par (all three copy the profile out). Updates cost ~2.7× the locked maps with
