@@ -9,8 +9,10 @@
 //! * [`http`] — the HTTP/1.1 codec over httparse: head parsing with limits, chunked bodies,
 //!   response writing with a cached `Date`, and the per-connection keep-alive loop. The framing
 //!   parts do no IO, so the partner client can reuse them.
-//! * [`pipeline`] — request → response steps: routing, `/event`, `/healthz`, `/metrics`.
-//! * [`identity`] — profile IDs (38-digit UUIDs), the `demdex` cookie; pure, no IO.
+//! * [`pipeline`] — request → response steps: routing, rate limiting, `/event`, `/ibs:`,
+//!   `/demoptout`, `/healthz`, `/metrics`.
+//! * [`identity`] — profile IDs (38-digit UUIDs), the `demdex` cookie, declared IDs; pure, no IO.
+//! * [`privacy`] — IAB TCF v2.2 consent strings; pure, no IO.
 //! * [`engine`] — the compiled taxonomy: trait rules indexed by key, segments with recency and
 //!   frequency, destinations; pure, no IO, immutable and shared, with per-core scratch.
 //! * [`table`] — the shared profile table (lock-free reads, RCU writes with epoch reclamation,
@@ -21,9 +23,12 @@
 //! # Request flow (one core, one task per connection)
 //! `accept` → [`http::conn`] reads into an owned buffer → [`http::request::parse_head`]
 //! (`Partial` / `Complete` / error with a status) → body (Content-Length or chunked) →
-//! [`pipeline::route`] → handler (for `/event`: [`pipeline::params`] decodes the pairs once →
-//! host/org checks → [`identity::declared`] → profile ID → [`table`] sync of declared IDs →
-//! response) → response
+//! [`pipeline::route`] → rate limit → handler (for `/event`: [`pipeline::params`] decodes the
+//! pairs once → host/org checks → [`identity::declared`] (validated, denylisted) → profile ID →
+//! opt-out and consent ([`privacy::tcf`]) → [`engine`] realizes traits from the pairs and the
+//! header signals ([`pipeline::signals`]) → one atomic [`table`] update records the
+//! realizations, IDs and segments → destinations → response; `/ibs:` and `/demoptout` share the
+//! identity steps) → response
 //! bytes appended to the connection's write buffer → one write per batch of pipelined requests
 //! → keep alive or close. Nothing on the request path waits on another core.
 
