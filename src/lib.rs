@@ -37,6 +37,7 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod json;
 pub mod log;
 pub mod metrics;
 pub mod pipeline;

@@ -5,7 +5,7 @@
 #![no_main]
 
 use dcsd::config::Taxonomy;
-use dcsd::engine::dest::json_escape;
+use dcsd::json::escape_into as json_escape;
 use dcsd::engine::rule::{parse, Op};
 use dcsd::engine::{EngineScratch, RealizeCtx};
 use libfuzzer_sys::fuzz_target;

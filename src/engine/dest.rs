@@ -22,6 +22,7 @@ use std::fmt::Write as _;
 use rustc_hash::FxHashMap;
 
 use crate::config::taxonomy::{CookieDestination, Destination, Taxonomy, UrlDestination};
+use crate::json::escape_into;
 
 /// What a request contributes to destination output.
 #[derive(Clone, Copy, Debug, Default)]
@@ -243,11 +244,11 @@ fn render_url(
         *first = false;
         text.clear();
         expand(url, alias, r, text);
-        json_escape(text, out);
+        escape_into(text, out);
         out.extend_from_slice(b"\",\"e\":\"");
         text.clear();
         expand(secure, alias, r, text);
-        json_escape(text, out);
+        escape_into(text, out);
         out.extend_from_slice(if *iframe { b"\",\"y\":\"iframe\"}" } else { b"\",\"y\":\"img\"}" });
     };
     let mut alias = std::mem::take(&mut work.alias);
@@ -309,11 +310,11 @@ fn render_cookie(
     if values > 0 {
         out.extend_from_slice(if *first { b"{\"cn\":\"" } else { b",{\"cn\":\"" });
         *first = false;
-        json_escape(c.name.as_bytes(), out);
+        escape_into(c.name.as_bytes(), out);
         out.extend_from_slice(b"\",\"cv\":\"");
-        json_escape(&text, out);
+        escape_into(&text, out);
         let _ = write!(VecWriter(out), "\",\"ttl\":{},\"dmn\":\"", c.ttl_days);
-        json_escape(c.domain.as_bytes(), out);
+        escape_into(c.domain.as_bytes(), out);
         out.extend_from_slice(b"\"}");
     }
     work.text = text;
@@ -420,30 +421,6 @@ pub fn percent_encode(s: &[u8], out: &mut Vec<u8>) {
             out.push(b);
         } else {
             out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-        }
-    }
-}
-
-/// Appends `s` as the inside of a JSON string (RFC 8259 §7): quote, backslash and control
-/// bytes escaped; other bytes as they are (the input is UTF-8).
-pub fn json_escape(s: &[u8], out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for &b in s {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0..=0x1f => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 15)],
-            ]),
-            _ => out.push(b),
         }
     }
 }

@@ -218,7 +218,7 @@ fn destination(j: &mut String, rng: &mut StdRng, p: &GenParams, d: usize) {
 /// Appends `s` as a JSON string.
 fn json_str(j: &mut String, s: &str) {
     let mut b = Vec::with_capacity(s.len());
-    super::dest::json_escape(s.as_bytes(), &mut b);
+    crate::json::escape_into(s.as_bytes(), &mut b);
     j.push('"');
     j.push_str(&String::from_utf8_lossy(&b));
     j.push('"');

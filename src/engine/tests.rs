@@ -1,9 +1,9 @@
 use proptest::prelude::*;
 
-use super::dest::json_escape;
 use super::rule::{parse, Cmp, Op};
 use super::*;
 use crate::config::Taxonomy;
+use crate::json::escape_into as json_escape;
 use crate::table::Profile;
 
 /// (rule, signals, realized?)
@@ -446,13 +446,6 @@ fn destinations_render() {
     );
     assert_eq!(render(None, &[]), ("[]".into(), "[]".into()));
     assert_eq!(render(Some(b"android"), &[30]), ("[]".into(), "[]".into()));
-}
-
-#[test]
-fn json_escaping() {
-    let mut out = Vec::new();
-    json_escape("a\"b\\c\n\u{1}é".as_bytes(), &mut out);
-    assert_eq!(String::from_utf8(out).unwrap(), "a\\\"b\\\\c\\n\\u0001é");
 }
 
 // --- generator ---

@@ -114,33 +114,10 @@ pub fn push_errors_field(out: &mut Vec<u8>, errors: &[DcsError]) {
         out.extend_from_slice(b"{\"code\":");
         push_u64(out, u64::from(e.code));
         out.extend_from_slice(b",\"msg\":");
-        push_json_string(out, &e.msg);
+        crate::json::push_string(out, &e.msg);
         out.push(b'}');
     }
     out.push(b']');
-}
-
-/// Appends `s` as a JSON string literal (RFC 8259 §7), also escaping `<`, `>` and `&` so a
-/// JSONP body can never close a surrounding script tag.
-pub fn push_json_string(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    for &b in s.as_bytes() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0..=0x1f | b'<' | b'>' | b'&' => {
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xf)]);
-            }
-            _ => out.push(b),
-        }
-    }
-    out.push(b'"');
 }
 
 /// `Access-Control-Allow-Origin` for a request with `Origin` (http-api §7).
@@ -155,13 +132,6 @@ pub fn push_cors(req: &Request<'_>, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_strings_are_escaped() {
-        let mut v = Vec::new();
-        push_json_string(&mut v, "a\"b\\c\n</script>\u{1}é");
-        assert_eq!(String::from_utf8(v).unwrap(), r#""a\"b\\c\n\u003c/script\u003e\u0001é""#);
-    }
 
     #[test]
     fn errors_render_in_order() {
