@@ -119,6 +119,41 @@ struct Parser<'a> {
     depth: usize,
 }
 
+/// The boolean layer both rule grammars share (config.md §5 and §6): `or := and (OR and)*`,
+/// `and := unary (AND unary)*`, keywords case-insensitive; `AND NOT x` is `AND` followed by
+/// the unary `NOT x`. A grammar supplies its terms (`unary`), its keyword test and how to
+/// build a conjunction and a disjunction.
+pub(super) trait BoolGrammar {
+    /// The expression type.
+    type Expr;
+    /// Consumes the keyword `kw` if it comes next.
+    fn keyword(&mut self, kw: &str) -> Result<bool, RuleError>;
+    /// `NOT unary`, `( or )` or a term.
+    fn unary(&mut self) -> Result<Self::Expr, RuleError>;
+    /// A conjunction of two or more.
+    fn all(terms: Vec<Self::Expr>) -> Self::Expr;
+    /// A disjunction of two or more.
+    fn any(terms: Vec<Self::Expr>) -> Self::Expr;
+
+    /// `and (OR and)*`
+    fn or(&mut self) -> Result<Self::Expr, RuleError> {
+        let mut terms = vec![self.and()?];
+        while self.keyword("or")? {
+            terms.push(self.and()?);
+        }
+        Ok(if terms.len() == 1 { terms.remove(0) } else { Self::any(terms) })
+    }
+
+    /// `unary (AND unary)*`
+    fn and(&mut self) -> Result<Self::Expr, RuleError> {
+        let mut terms = vec![self.unary()?];
+        while self.keyword("and")? {
+            terms.push(self.unary()?);
+        }
+        Ok(if terms.len() == 1 { terms.remove(0) } else { Self::all(terms) })
+    }
+}
+
 /// Parses a trait rule.
 ///
 /// # Errors
@@ -248,21 +283,19 @@ impl std::error::Error for RuleError {}
 
 // === impl Parser ===
 
-impl<'a> Parser<'a> {
-    fn or(&mut self) -> Result<Expr, RuleError> {
-        let mut terms = vec![self.and()?];
-        while self.keyword("or")? {
-            terms.push(self.and()?);
-        }
-        Ok(if terms.len() == 1 { terms.remove(0) } else { Expr::Or(terms) })
+impl<'a> BoolGrammar for Parser<'a> {
+    type Expr = Expr;
+
+    fn keyword(&mut self, kw: &str) -> Result<bool, RuleError> {
+        Parser::keyword(self, kw)
     }
 
-    fn and(&mut self) -> Result<Expr, RuleError> {
-        let mut terms = vec![self.unary()?];
-        while self.keyword("and")? {
-            terms.push(self.unary()?);
-        }
-        Ok(if terms.len() == 1 { terms.remove(0) } else { Expr::And(terms) })
+    fn all(terms: Vec<Expr>) -> Expr {
+        Expr::And(terms)
+    }
+
+    fn any(terms: Vec<Expr>) -> Expr {
+        Expr::Or(terms)
     }
 
     fn unary(&mut self) -> Result<Expr, RuleError> {
@@ -290,7 +323,9 @@ impl<'a> Parser<'a> {
             _ => Err(err(at, "expected a key, NOT or '('")),
         }
     }
+}
 
+impl<'a> Parser<'a> {
     fn cmp(&mut self, key: &'a [u8]) -> Result<Expr, RuleError> {
         let op = match self.next()? {
             (Tok::Op(op), _) => op,

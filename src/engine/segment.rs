@@ -26,7 +26,7 @@
 
 use rustc_hash::FxHashMap;
 
-use super::rule::RuleError;
+use super::rule::{BoolGrammar, RuleError};
 use crate::table::Profile;
 
 /// A parsed segment rule.
@@ -315,21 +315,19 @@ impl SegmentIndex {
 
 // === impl Parser ===
 
-impl<'a> Parser<'a> {
-    fn or(&mut self) -> Result<SegExpr, RuleError> {
-        let mut terms = vec![self.and()?];
-        while self.keyword("or")? {
-            terms.push(self.and()?);
-        }
-        Ok(if terms.len() == 1 { terms.remove(0) } else { SegExpr::Or(terms) })
+impl<'a> BoolGrammar for Parser<'a> {
+    type Expr = SegExpr;
+
+    fn keyword(&mut self, kw: &str) -> Result<bool, RuleError> {
+        Parser::keyword(self, kw)
     }
 
-    fn and(&mut self) -> Result<SegExpr, RuleError> {
-        let mut terms = vec![self.unary()?];
-        while self.keyword("and")? {
-            terms.push(self.unary()?);
-        }
-        Ok(if terms.len() == 1 { terms.remove(0) } else { SegExpr::And(terms) })
+    fn all(terms: Vec<SegExpr>) -> SegExpr {
+        SegExpr::And(terms)
+    }
+
+    fn any(terms: Vec<SegExpr>) -> SegExpr {
+        SegExpr::Or(terms)
     }
 
     fn unary(&mut self) -> Result<SegExpr, RuleError> {
@@ -352,7 +350,9 @@ impl<'a> Parser<'a> {
         self.depth -= 1;
         Ok(e)
     }
+}
 
+impl<'a> Parser<'a> {
     fn freq(&mut self) -> Result<Freq, RuleError> {
         self.expect(Tok::Open(b'('), "expected '(' after FREQUENCY")?;
         self.expect(Tok::Open(b'['), "expected '['")?;
