@@ -350,11 +350,7 @@ impl ProfileTable {
     /// so mappings never outnumber what profiles list. (Not atomic with the update: an eviction
     /// in between can leave one stale mapping, which the declared map's own CLOCK ages out.)
     pub fn sync_declared(&self, uuid: Uuid, dpid: u32, dpuuid: &str, now_s: u64) {
-        let old = self.update(uuid, now_s, |p| {
-            let old = p.synced_id(dpid).filter(|old| *old != dpuuid).map(str::to_owned);
-            p.set_synced_id(dpid, dpuuid, now_s);
-            old
-        });
+        let old = self.update(uuid, now_s, |p| p.set_synced_id(dpid, dpuuid, now_s));
         self.remap_declared(uuid, dpid, old.as_deref(), dpuuid);
     }
 

@@ -159,12 +159,15 @@ impl Profile {
         &self.synced
     }
 
-    /// Records `id` as this user's ID at data source `dpid` (replacing an older one).
-    pub fn set_synced_id(&mut self, dpid: u32, id: &str, now_s: u64) {
+    /// Records `id` as this user's ID at data source `dpid`; returns the different ID it replaced.
+    pub fn set_synced_id(&mut self, dpid: u32, id: &str, now_s: u64) -> Option<String> {
         let s = SyncedId { dpid, id: id.to_owned(), day: day_of(now_s) };
         match self.synced.binary_search_by_key(&dpid, |s| s.dpid) {
-            Ok(i) => self.synced[i] = s,
-            Err(i) => self.synced.insert(i, s),
+            Ok(i) => Some(std::mem::replace(&mut self.synced[i], s).id).filter(|old| old != id),
+            Err(i) => {
+                self.synced.insert(i, s);
+                None
+            }
         }
     }
 

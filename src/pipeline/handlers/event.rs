@@ -27,7 +27,9 @@ use super::identity::{
     check_host_and_org, consent_ok, cookie_id, declared_ids, ecid, host_without_port, now_s,
     opt_out_for_consent, opted_out, record, resolve_uuid, CookieId,
 };
-use super::render::{push_cors, push_errors_field, push_x_error, DcsError, INVALID_PARAMETERS, PIXEL_GIF};
+use super::render::{
+    finish_head, push_cors, push_errors_field, DcsError, SetCookie, INVALID_PARAMETERS, PIXEL_GIF,
+};
 
 /// What a valid request's answer carries besides the errors.
 struct Answer {
@@ -228,15 +230,8 @@ fn respond(
     out.extend_from_slice(type_and_length);
     push_u64(out, scratch.len() as u64);
     out.extend_from_slice(b"\r\n");
-    if let Some(digits) = digits.filter(|_| !ctl.coppa) {
-        out.extend_from_slice(b"Set-Cookie: demdex=");
-        out.extend_from_slice(&digits);
-        out.extend_from_slice(&dcs.cookie_attrs);
-    }
-    push_x_error(out, errors);
-    push_cors(req, out);
-    push_conn_header(out, req.conn);
-    out.extend_from_slice(b"\r\n");
+    let cookie = digits.as_ref().filter(|_| !ctl.coppa).map_or(SetCookie::Nothing, SetCookie::Profile);
+    finish_head(dcs, req, cookie, errors, out);
     if req.head.method != Method::Head {
         out.extend_from_slice(&scratch);
     }

@@ -209,10 +209,7 @@ pub fn record(
             return (Some(DcsError { code: 307, msg }), !was_blocked);
         }
         replaced.clear();
-        for d in declared {
-            replaced.push(p.synced_id(d.dpid).filter(|old| *old != d.dpuuid).map(str::to_owned));
-            p.set_synced_id(d.dpid, d.dpuuid, now);
-        }
+        replaced.extend(declared.iter().map(|d| p.set_synced_id(d.dpid, d.dpuuid, now)));
         if ecid.is_some() {
             p.set_ecid(ecid);
         }
@@ -222,9 +219,7 @@ pub fn record(
     if let Some(e) = refused {
         return Err(e);
     }
-    for (d, old) in declared.iter().zip(&replaced) {
-        table.remap_declared(id.uuid, d.dpid, old.as_deref(), d.dpuuid);
-    }
+    remap(dcs, id.uuid, declared, &replaced);
     if let Some(e) = ecid {
         table.map_ecid(e, id.uuid);
     }
@@ -234,20 +229,17 @@ pub fn record(
 /// Opts profile `uuid` out of `customer` and maps `declared` to it, so later requests that name
 /// them find the opt-out (http-api §9, partner level).
 pub fn opt_out(dcs: &Dcs, uuid: Uuid, customer: u32, declared: &[DeclaredId<'_>], now: u64) {
-    let table = &dcs.shared.table;
-    let replaced: Vec<Option<String>> = table.update(uuid, now, |p| {
+    let replaced: Vec<Option<String>> = dcs.shared.table.update(uuid, now, |p| {
         p.opt_out_customer(customer);
-        declared
-            .iter()
-            .map(|d| {
-                let old = p.synced_id(d.dpid).filter(|old| *old != d.dpuuid).map(str::to_owned);
-                p.set_synced_id(d.dpid, d.dpuuid, now);
-                old
-            })
-            .collect()
+        declared.iter().map(|d| p.set_synced_id(d.dpid, d.dpuuid, now)).collect()
     });
-    for (d, old) in declared.iter().zip(&replaced) {
-        table.remap_declared(uuid, d.dpid, old.as_deref(), d.dpuuid);
+    remap(dcs, uuid, declared, &replaced);
+}
+
+/// Maps each of `declared` to `uuid`, unmapping the IDs they replaced in its profile.
+fn remap(dcs: &Dcs, uuid: Uuid, declared: &[DeclaredId<'_>], replaced: &[Option<String>]) {
+    for (d, old) in declared.iter().zip(replaced) {
+        dcs.shared.table.remap_declared(uuid, d.dpid, old.as_deref(), d.dpuuid);
     }
 }
 

@@ -67,6 +67,22 @@ pub fn pixel(
         }
         None => out.extend_from_slice(b"Content-Type: image/gif\r\nContent-Length: 43\r\n"),
     }
+    finish_head(dcs, req, cookie, errors, out);
+    if location.is_none() && req.head.method != Method::Head {
+        out.extend_from_slice(&PIXEL_GIF);
+    }
+    status
+}
+
+/// The end of every DCS answer's head: cookies, `X-Error`, CORS, the connection header and
+/// the blank line.
+pub fn finish_head(
+    dcs: &Dcs,
+    req: &Request<'_>,
+    cookie: SetCookie<'_>,
+    errors: &[DcsError],
+    out: &mut Vec<u8>,
+) {
     match cookie {
         SetCookie::Nothing => {}
         SetCookie::Profile(digits) => {
@@ -80,10 +96,6 @@ pub fn pixel(
     push_cors(req, out);
     push_conn_header(out, req.conn);
     out.extend_from_slice(b"\r\n");
-    if location.is_none() && req.head.method != Method::Head {
-        out.extend_from_slice(&PIXEL_GIF);
-    }
-    status
 }
 
 /// `X-Error: c1,c2,…` when there are errors.
