@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Daemon, Response};
 
@@ -203,6 +203,11 @@ fn reload_under_load_loses_no_request() {
         })
         .collect();
     let original = std::fs::read_to_string(&tax).unwrap();
+    // Reload only once the clients are running.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ok.load(Ordering::Relaxed) < 20 && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
     for i in 0..6 {
         // Alternate a changed rule and a broken file (rejected, the old taxonomy stays).
         let text = if i % 2 == 0 {
@@ -213,7 +218,17 @@ fn reload_under_load_loses_no_request() {
         };
         std::fs::write(&tax, text).unwrap();
         d.signal("HUP");
-        std::thread::sleep(Duration::from_millis(150));
+        // Each reload is done (swapped in or rejected) before the file changes again.
+        if i % 2 == 0 {
+            d.wait_log("reloaded taxonomy", i / 2 + 1);
+        } else {
+            d.wait_log("reload rejected", i / 2 + 1);
+        }
+    }
+    // Requests keep being answered after the reloads.
+    let (after, deadline) = (ok.load(Ordering::Relaxed), Instant::now() + Duration::from_secs(10));
+    while ok.load(Ordering::Relaxed) < after + 40 && Instant::now() < deadline {
+        std::thread::yield_now();
     }
     stop.store(true, Ordering::Relaxed);
     for c in clients {

@@ -166,20 +166,12 @@ fn sighup_reloads_the_taxonomy_or_keeps_the_old_one() {
     )
     .unwrap();
     d.signal("HUP");
-    wait_for_log(&d, "reload rejected");
+    d.wait_log("reload rejected", 1);
     assert!(d.log().iter().any(|l| l.contains("$.traits[0].dpid: unknown ID 9")), "{:?}", d.log());
     assert_eq!(d.request(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n").status, 200);
     std::fs::write(&tax, r#"{"customers":[{"id":1,"hosts":["a"]}],"data_sources":[{"dpid":9,"owner":1}],"traits":[{"sid":5,"dpid":9,"rule":null}]}"#).unwrap();
     d.signal("HUP");
-    wait_for_log(&d, "reloaded taxonomy: 1 traits");
-}
-
-fn wait_for_log(d: &Daemon, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !d.log().iter().any(|l| l.contains(needle)) {
-        assert!(Instant::now() < deadline, "no {needle:?} in {:?}", d.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    d.wait_log("reloaded taxonomy: 1 traits", 1);
 }
 
 fn dcsd(args: &[&str]) -> (i32, String, String) {

@@ -210,7 +210,6 @@ fn s5_1_cookie_domain_and_plain_http_settings() {
 fn s5_2_the_most_recently_mapped_declared_id_selects_the_profile() {
     let d = Daemon::start("uring", "");
     get(&d, "localhost", "/event?d_cid=1%01older", &format!("Cookie: demdex={OTHER}\r\n"));
-    std::thread::sleep(std::time::Duration::from_millis(5));
     get(&d, "localhost", "/event?d_cid=1%01newer", &format!("Cookie: demdex={KNOWN}\r\n"));
     for q in ["d_cid=1%01older&d_cid=1%01newer", "d_cid=1%01newer&d_cid=1%01older"] {
         let r = get(&d, "localhost", &format!("/event?d_rtbd=json&{q}"), "");

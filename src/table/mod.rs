@@ -139,6 +139,9 @@ pub struct ProfileTable {
     config: TableConfig,
     /// Where guards come from (a facade so loom can model it).
     collector: Collector,
+    /// The last declared-ID mapping time handed out (Unix ms), so mapping times strictly
+    /// increase within the process and "most recently mapped" never ties.
+    mapped_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Which map a record belongs to (also its tag in a snapshot).
@@ -189,6 +192,7 @@ impl ProfileTable {
             denied: Map::new((config.max_profiles / DENIED_SHARE).max(1024), config.shards),
             config,
             collector: Collector::default(),
+            mapped_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -290,8 +294,16 @@ impl ProfileTable {
         let guard = self.collector.pin();
         let mut val = [0u8; 24];
         val[..16].copy_from_slice(&uuid.0.to_le_bytes());
-        val[16..].copy_from_slice(&unix_ms().to_le_bytes());
+        val[16..].copy_from_slice(&self.mapping_time().to_le_bytes());
         self.declared.put(&declared_key(dpid, dpuuid), &val, &guard, &mut Vec::new());
+    }
+
+    /// Now in Unix ms, but later than every mapping time handed out before.
+    fn mapping_time(&self) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = unix_ms();
+        let prev = self.mapped_ms.fetch_update(Relaxed, Relaxed, |last| Some(now.max(last + 1)));
+        prev.map_or(now, |last| now.max(last + 1))
     }
 
     /// The UUID last mapped to `(dpid, dpuuid)`.
@@ -307,7 +319,7 @@ impl ProfileTable {
         Some((uuid_of(&val[..16])?, at))
     }
 
-    /// Of the UUIDs mapped to `ids`, the one mapped most recently (the first on a tie).
+    /// Of the UUIDs mapped to `ids`, the one mapped most recently.
     pub fn most_recent_declared<'a>(&self, ids: impl IntoIterator<Item = (u32, &'a str)>) -> Option<Uuid> {
         let mut best: Option<(Uuid, u64)> = None;
         for (dpid, dpuuid) in ids {

@@ -159,6 +159,15 @@ impl Daemon {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits (up to 5 s) until at least `count` log lines contain `needle`.
+    pub fn wait_log(&self, needle: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.log().iter().filter(|l| l.contains(needle)).count() < count {
+            assert!(Instant::now() < deadline, "fewer than {count} {needle:?} in {:?}", self.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Value of a series in `/metrics` (0 if absent).
     pub fn metric(&self, series: &str) -> u64 {
         let at = self.admin.unwrap_or(self.addr);
