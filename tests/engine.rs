@@ -98,6 +98,45 @@ fn s3_4_private_signals_realize_traits_for_this_request_only() {
 }
 
 #[test]
+fn s3_4_private_values_reach_neither_the_snapshot_nor_the_log() {
+    let dir = common::temp_dir();
+    let snap = dir.0.join("profiles.snap");
+    let mut d = daemon(&format!("[store]\nsnapshot_path = \"{}\"\n", snap.display()));
+    let r =
+        get(&d, "localhost", &format!("d_cts=2&p_age=21&p_email=secret-4711%40mail.example&d_uuid={U1}"), "");
+    assert_eq!(field(&r, "traits"), Some("15"));
+    d.signal("TERM");
+    assert!(d.wait_exit(Duration::from_secs(10)).success());
+    let bytes = std::fs::read(&snap).unwrap();
+    assert!(d.log().iter().any(|l| l.contains("snapshot written: 1 profiles")), "{:?}", d.log());
+    assert!(!bytes.windows(11).any(|w| w == b"secret-4711"), "a p_ value reached the snapshot");
+    assert!(!d.log().iter().any(|l| l.contains("secret-4711")), "a p_ value reached the log (debug level)");
+}
+
+#[test]
+fn taxonomy_errors_name_the_path_and_the_position_in_the_rule() {
+    let dir = common::temp_dir();
+    let bad = dir.0.join("bad.json");
+    let text = std::fs::read_to_string(fixture("engine.json")).unwrap();
+    std::fs::write(&bad, text.replace("\"rule\": \"p_age >= 18\"", "\"rule\": \"p_age >= \"")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dcsd"))
+        .args(["--check", "--taxonomy", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("$.traits[5].rule: at 9: expected value"), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dcsd"))
+        .args(["--check", "--taxonomy", &fixture("engine.json")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).split(';').next(),
+        Some("ok: 2 hosts, 3 data sources, 14 traits, 4 segments, 4 destinations")
+    );
+}
+
+#[test]
 fn s4_d_sid_realizes_owned_traits_and_counts_the_rest() {
     let d = daemon("");
     let r = get(&d, "localhost", &format!("d_cts=2&d_sid=40,41,42,999,x&d_uuid={U1}"), "");
