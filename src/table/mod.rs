@@ -62,8 +62,9 @@
 //! Measured (`cargo bench --bench table -- 1m`, mimalloc wrapped by a counting allocator):
 //! 1M inserts into a table with `max_profiles` = 1M keep ~996 900 profiles (per-shard bounds
 //! evict ~0.3% in the fuller shards) and ~995 000 declared-ID mappings: **139.3 heap bytes
-//! requested per profile**; RSS grew by **175 bytes per profile**. After 1M more users are
-//! inserted (each evicting one), the heap is 138.8 bytes a profile and RSS 199.6. The gap is the
+//! requested per profile**; RSS grew by **173 bytes per profile** (175 with transparent huge
+//! pages). After 1M more users are inserted (each evicting one), the heap is 138.8 bytes a
+//! profile and RSS 197.6 (199.6). The gap is the
 //! allocator's: size-class rounding and partly used pages, because read-copy-update allocates
 //! every bucket version anew and bucket sizes vary with their record count (flushing the epoch
 //! garbage or `MIMALLOC_PURGE_DELAY=0` change nothing; mimalloc v2 gives 168.5 / 195.3).
@@ -71,7 +72,8 @@
 //! # Performance
 //! Measured on the 2-core development VM (AMD EPYC, shared, so absolute numbers move by ±20%
 //! between runs; compare within a run), `cargo bench --bench table -- --warm-up-time 1
-//! --measurement-time 3`, per-operation time per thread. Every store holds the same 100k
+//! --measurement-time 3`, with transparent huge pages still allowed (the build has since turned
+//! them off, see below), per-operation time per thread. Every store holds the same 100k
 //! profiles; "cold" picks keys uniformly among all of them (DRAM-bound), "hot" among the first
 //! 1 000 (their buckets stay in L2, so the time is the maps' own work):
 //!
@@ -97,10 +99,16 @@
 //! a stored form that is edited in place rather than decoded, which costs memory (see the
 //! memory goal above). Gets are on par with the locked maps cold and ~1.7× hot.
 //!
-//! Snapshot of 1M profiles (128 MB, with fsync): 0.23–0.29 s; restore (read, CRC, validate
-//! every record, insert): 1.2–1.6 s. Daemon restart to serving with a 1M-profile snapshot
+//! Without transparent huge pages (the build's `no_thp`, which the daemon needs for its tail
+//! latency, README "Performance") every cold access also misses the TLB more often: in one run
+//! the floor was 352 ns, updates 859 ns (table) / 384 ns (`RwLock<HashMap>`) / 407 ns
+//! (`DashMap`) cold and 426 / 47 / 59 ns hot.
+//!
+//! Snapshot of 1M profiles (128 MB, with fsync): 0.23–0.32 s; restore (read, CRC, validate
+//! every record, insert): 1.2–2.1 s. Daemon restart to serving with a 1M-profile snapshot
 //! (`examples/gen_snapshot.rs`, default `store.max_profiles` of 10M, time from exec to the
-//! first answered `/event`): 1.10–2.32 s over three restarts.
+//! first answered `/event`): 1.48–1.53 s over three restarts of the `no_thp` build (1.10–2.32 s
+//! before it).
 
 #[cfg(test)]
 mod loom_tests;
