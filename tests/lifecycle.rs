@@ -371,3 +371,78 @@ fn workers_are_named_and_pinned_one_per_core() {
     pinned.dedup();
     assert_eq!(pinned.len(), cpus, "{workers:?}");
 }
+
+/// The body of `/metrics`.
+fn metrics_text(d: &Daemon) -> String {
+    let r = d.request(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 200);
+    r.body_str().to_owned()
+}
+
+#[test]
+fn metrics_report_the_table_bound_evictions_and_snapshots() {
+    let dir = temp_dir();
+    let snap = dir.0.join("profiles.snap");
+    let cfg = dir.0.join("dcsd.toml");
+    // 64 shards of one profile each.
+    let toml = format!(
+        "[store]\nsnapshot_path = \"{}\"\nsnapshot_interval_s = 1\nmax_profiles = 64\n",
+        snap.display()
+    );
+    std::fs::write(&cfg, toml).unwrap();
+    let d = Daemon::spawn(&["--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0", "--threads", "1"]);
+    assert_eq!(d.metric("dcsd_profile_capacity"), 64);
+    let text = metrics_text(&d);
+    for line in ["dcsd_id_mappings{kind=\"declared\"} 0", "dcsd_id_mappings{kind=\"ecid\"} 0"] {
+        assert!(text.lines().any(|l| l == line), "{line} missing from {text}");
+    }
+
+    // Every request without a cookie realizes a trait, so each is a new profile to store.
+    let raw = b"GET /event?c_likes=famous+popstar HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    for _ in 0..300 {
+        assert_eq!(d.request(raw).status, 200);
+    }
+    let (kept, evicted) = (d.metric("dcsd_profiles"), d.metric("dcsd_profiles_evicted_total"));
+    assert!(kept > 0 && kept <= 64, "{kept} profiles kept");
+    assert_eq!(kept + evicted, 300, "each new profile past the bound evicts exactly one");
+
+    // The periodic snapshot reports its time, size (that of the file) and duration.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let at = d.metric("dcsd_snapshot_last_success_timestamp_seconds");
+        let bytes = d.metric("dcsd_snapshot_last_bytes");
+        if at > 0 && std::fs::metadata(&snap).is_ok_and(|m| m.len() == bytes) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no snapshot reported: {}", metrics_text(&d));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = metrics_text(&d);
+    let took: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("dcsd_snapshot_last_duration_seconds "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no duration in {text}"));
+    assert!(took > 0.0 && took < 5.0, "{took}");
+    assert_eq!(d.metric("dcsd_snapshot_failures_total"), 0);
+}
+
+#[test]
+fn metrics_count_snapshot_failures() {
+    let dir = temp_dir();
+    let cfg = dir.0.join("dcsd.toml");
+    let snap = dir.0.join("missing-dir").join("profiles.snap");
+    std::fs::write(
+        &cfg,
+        format!("[store]\nsnapshot_path = \"{}\"\nsnapshot_interval_s = 1\n", snap.display()),
+    )
+    .unwrap();
+    let d = Daemon::spawn(&["--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0", "--threads", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.metric("dcsd_snapshot_failures_total") == 0 {
+        assert!(Instant::now() < deadline, "no failure counted: {}", metrics_text(&d));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(d.metric("dcsd_snapshot_last_success_timestamp_seconds"), 0);
+    assert!(d.log().iter().any(|l| l.contains("missing-dir")), "{:?}", d.log());
+}

@@ -92,6 +92,11 @@ impl Map {
         self.shards.iter().map(Shard::len).sum()
     }
 
+    /// Records evicted from the map so far.
+    pub(crate) fn evicted(&self) -> usize {
+        self.shards.iter().map(Shard::evicted).sum()
+    }
+
     /// The shards, for walking every bucket.
     pub(crate) fn shards(&self) -> &[Shard] {
         &self.shards

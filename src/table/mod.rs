@@ -169,6 +169,8 @@ pub struct ProfileTable {
     /// The last declared-ID mapping time handed out (Unix ms), so mapping times strictly
     /// increase within the process and "most recently mapped" never ties.
     mapped_ms: std::sync::atomic::AtomicU64,
+    /// How snapshots of this table have gone.
+    snapshots: snapshot::SnapshotStatus,
 }
 
 /// Which map a record belongs to (also its tag in a snapshot).
@@ -220,6 +222,7 @@ impl ProfileTable {
             config,
             collector: Collector::default(),
             mapped_ms: std::sync::atomic::AtomicU64::new(0),
+            snapshots: snapshot::SnapshotStatus::default(),
         }
     }
 
@@ -314,6 +317,16 @@ impl ProfileTable {
     /// Mappings in the table: (declared IDs, ECIDs).
     pub fn mapping_len(&self) -> (usize, usize) {
         (self.declared.len(), self.ecids.len())
+    }
+
+    /// Profiles evicted so far to stay within `max_profiles` (or the bound of one bucket).
+    pub fn evicted(&self) -> u64 {
+        self.profiles.evicted() as u64
+    }
+
+    /// How snapshots of this table have gone (written by [`snapshot::write()`]).
+    pub fn snapshot_report(&self) -> snapshot::SnapshotReport {
+        self.snapshots.report()
     }
 
     /// Maps `(dpid, dpuuid)` to `uuid`, replacing an older mapping (most recent wins).

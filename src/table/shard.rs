@@ -26,13 +26,23 @@ pub(crate) struct Shard {
     buckets: Box<[Atomic<Bytes>]>,
     /// CLOCK reference bits: set when a bucket is read or written, cleared by the hand.
     refs: Box<[AtomicU8]>,
-    /// Records in the shard. Signed: a remove may publish and count before the insert it
-    /// removed has counted, so the sum can dip below zero for a moment.
-    len: CachePadded<AtomicIsize>,
+    /// Records in the shard and records evicted from it, on one cache line that inserts write
+    /// anyway.
+    counts: CachePadded<Counts>,
     /// The CLOCK hand (a bucket index, taken modulo the bucket count).
     hand: AtomicUsize,
     /// The most records the shard keeps.
     cap: usize,
+}
+
+/// A shard's counters.
+struct Counts {
+    /// Records in the shard. Signed: a remove may publish and count before the insert it
+    /// removed has counted, so the sum can dip below zero for a moment.
+    len: AtomicIsize,
+    /// Records dropped to keep the shard within its cap or a bucket within
+    /// [`MAX_BUCKET_RECORDS`].
+    evicted: AtomicUsize,
 }
 
 /// An upsert's edit: sees the current value (if any), writes the new one into the buffer.
@@ -71,7 +81,7 @@ impl Shard {
         Shard {
             buckets: (0..buckets).map(|_| Atomic::null()).collect(),
             refs: (0..buckets).map(|_| AtomicU8::new(0)).collect(),
-            len: CachePadded::new(AtomicIsize::new(0)),
+            counts: CachePadded::new(Counts { len: AtomicIsize::new(0), evicted: AtomicUsize::new(0) }),
             hand: AtomicUsize::new(0),
             cap,
         }
@@ -79,7 +89,12 @@ impl Shard {
 
     /// Records in the shard (approximate while writers run).
     pub(crate) fn len(&self) -> usize {
-        usize::try_from(self.len.load(Ordering::Relaxed)).unwrap_or(0)
+        usize::try_from(self.counts.len.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// Records evicted from the shard so far.
+    pub(crate) fn evicted(&self) -> usize {
+        self.counts.evicted.load(Ordering::Relaxed)
     }
 
     /// Number of buckets.
@@ -143,6 +158,7 @@ impl Shard {
                     self.refs[b].store(1, Ordering::Relaxed);
                 }
                 if let Some(range) = dropped {
+                    self.counts.evicted.fetch_add(1, Ordering::Relaxed);
                     evicted.push(bytes[range].to_vec());
                 } else {
                     self.count(outcome, guard, evicted);
@@ -192,7 +208,8 @@ impl Shard {
         if !self.publish(slot, cur, &next, guard) {
             return Some(false);
         }
-        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.counts.len.fetch_sub(1, Ordering::Relaxed);
+        self.counts.evicted.fetch_add(1, Ordering::Relaxed);
         evicted.push(bytes[first].to_vec());
         Some(true)
     }
@@ -203,13 +220,13 @@ impl Shard {
     fn count(&self, outcome: Outcome, guard: &Guard, evicted: &mut Vec<Vec<u8>>) {
         match outcome {
             Outcome::Inserted => {
-                let before = self.len.fetch_add(1, Ordering::Relaxed);
+                let before = self.counts.len.fetch_add(1, Ordering::Relaxed);
                 if usize::try_from(before).is_ok_and(|n| n >= self.cap) {
                     self.evict_one(guard, evicted);
                 }
             }
             Outcome::Removed => {
-                self.len.fetch_sub(1, Ordering::Relaxed);
+                self.counts.len.fetch_sub(1, Ordering::Relaxed);
             }
             Outcome::Updated | Outcome::Unchanged => {}
         }

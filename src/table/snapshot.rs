@@ -22,9 +22,10 @@
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::entry::put_varint;
 use super::{codec, Kind, ProfileTable, TableConfig};
@@ -40,6 +41,32 @@ const MAX_KEY_BYTES: usize = 4096;
 /// Longest value restore accepts.
 const MAX_VALUE_BYTES: usize = 64 << 20;
 const IO_BUFFER_BYTES: usize = 1 << 20;
+
+/// How a table's snapshots have gone, kept by the table for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct SnapshotStatus {
+    /// Unix seconds when the last successful write finished (0: none yet).
+    last_ok_s: AtomicU64,
+    /// How long that write took, in microseconds.
+    last_us: AtomicU64,
+    /// The size of that snapshot.
+    last_bytes: AtomicU64,
+    /// Writes that failed.
+    failures: AtomicU64,
+}
+
+/// A copy of a table's [`SnapshotStatus`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotReport {
+    /// Unix seconds when the last successful write finished (0: none yet).
+    pub last_ok_s: u64,
+    /// How long that write took.
+    pub last_duration: Duration,
+    /// The size of that snapshot in bytes.
+    pub last_bytes: u64,
+    /// Writes that failed since start.
+    pub failures: u64,
+}
 
 /// What a snapshot holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,6 +124,35 @@ impl std::fmt::Display for SnapshotError {
 
 impl std::error::Error for SnapshotError {}
 
+// === impl SnapshotStatus ===
+
+impl SnapshotStatus {
+    /// What the counters say now.
+    pub(crate) fn report(&self) -> SnapshotReport {
+        SnapshotReport {
+            last_ok_s: self.last_ok_s.load(Relaxed),
+            last_duration: Duration::from_micros(self.last_us.load(Relaxed)),
+            last_bytes: self.last_bytes.load(Relaxed),
+            failures: self.failures.load(Relaxed),
+        }
+    }
+
+    /// Records the outcome of one write that took `took`.
+    fn record(&self, outcome: &Result<SnapshotStats, SnapshotError>, took: Duration) {
+        match outcome {
+            Ok(stats) => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                self.last_us.store(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
+                self.last_bytes.store(stats.bytes, Relaxed);
+                self.last_ok_s.store(now.max(1), Relaxed);
+            }
+            Err(_) => {
+                self.failures.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
 impl From<io::Error> for SnapshotError {
     fn from(e: io::Error) -> SnapshotError {
         if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -143,11 +199,20 @@ pub fn spawn_snapshotter(
     Ok(Snapshotter { stop, thread, table, path })
 }
 
-/// Writes `table` to `path` atomically (temp file, fsync, rename, fsync of the directory).
+/// Writes `table` to `path` atomically (temp file, fsync, rename, fsync of the directory), and
+/// records the outcome in the table's [`SnapshotReport`].
 ///
 /// # Errors
 /// [`SnapshotError::Io`] if any step fails; `path` then still holds the previous snapshot.
 pub fn write(table: &ProfileTable, path: &Path) -> Result<SnapshotStats, SnapshotError> {
+    let start = Instant::now();
+    let outcome = write_file(table, path);
+    table.snapshots.record(&outcome, start.elapsed());
+    outcome
+}
+
+/// [`write()`] without the bookkeeping.
+fn write_file(table: &ProfileTable, path: &Path) -> Result<SnapshotStats, SnapshotError> {
     let tmp = tmp_path(path);
     let file = File::create(&tmp)?;
     let mut out = BufWriter::with_capacity(IO_BUFFER_BYTES, Crc::new(file));

@@ -88,6 +88,7 @@ fn the_table_stays_bounded_and_keeps_recent_profiles() {
     assert!(declared <= 64, "evicted profiles took their mappings along: {declared}");
     let kept = (0..10_000u128).filter(|i| t.contains(Uuid(*i))).count();
     assert_eq!(kept, t.len());
+    assert_eq!(t.evicted(), 10_000 - kept as u64, "every profile not kept was counted as evicted");
 }
 
 #[test]
@@ -102,6 +103,7 @@ fn a_full_bucket_drops_its_oldest_record() {
         assert_eq!(shard.upsert(0, &[i], &guard, &mut put, &mut evicted), Outcome::Inserted);
     }
     assert_eq!(evicted.len(), 40 - MAX_BUCKET_RECORDS);
+    assert_eq!(shard.evicted(), evicted.len());
     assert_eq!(shard.len(), MAX_BUCKET_RECORDS);
     assert!(shard.get(0, &[0], &guard).is_none() && shard.get(0, &[39], &guard).is_some());
 }

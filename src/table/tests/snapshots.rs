@@ -39,8 +39,19 @@ fn filled(profiles: u128) -> ProfileTable {
 #[test]
 fn a_snapshot_restores_every_profile_and_mapping() {
     let (t, path) = (filled(300), temp_path("round-trip"));
+    assert_eq!(t.snapshot_report(), snapshot::SnapshotReport::default(), "nothing written yet");
     let written = snapshot::write(&t, &path).unwrap();
     assert_eq!((written.profiles, written.declared, written.ecids, written.denied), (300, 300, 1, 2));
+    let report = t.snapshot_report();
+    assert!(report.last_ok_s > 0 && report.last_duration > Duration::ZERO, "{report:?}");
+    assert_eq!((report.last_bytes, report.failures), (written.bytes, 0));
+    let unwritable = temp_path("no-such-dir").join("snap");
+    assert!(snapshot::write(&t, &unwritable).is_err());
+    assert_eq!(
+        t.snapshot_report(),
+        snapshot::SnapshotReport { failures: 1, ..report },
+        "a failure keeps the last success"
+    );
     let (r, read) = snapshot::restore(&path, t.config().clone()).unwrap();
     assert_eq!(read, written);
     for i in 0..300u128 {
