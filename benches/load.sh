@@ -18,6 +18,7 @@
 #   DURATION, REPEATS, WARMUP, PIXEL_RATES, CLOSE_RATE, CONNS: as in the harness
 #   LOAD_ONLY="nginx minpixel dcsd"  subset of servers
 #   DCSD_BENCH_DIR (default ../shared/bench), BENCH_WORK (default /tmp/dcsd-bench)
+#   MIMALLOC_ALLOW_THP (default 0, as in the systemd unit; 1 measures with huge pages)
 #
 # Every server binds 127.0.0.1 on a free port and runs on CPU 0 (taskset -c 0);
 # the load generator runs on CPU 1. Servers are started by this script and
@@ -31,6 +32,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=$(cd "${DCSD_BENCH_DIR:-$REPO/../shared/bench}" && pwd)
 export BENCH_WORK=${BENCH_WORK:-${TMPDIR:-/tmp}/dcsd-bench}
 export PATH="$HOME/.cargo/bin:$PATH"
+# As the systemd unit: no transparent huge pages for mimalloc (README "Performance").
+export MIMALLOC_ALLOW_THP=${MIMALLOC_ALLOW_THP:-0}
 
 PIXEL_MODE_PATH='/event?d_sid=1234&c_key=val'
 URL_PATH=${URL_PATH:-/event?d_sid=1234&c_key=val&d_rtbd=json}

@@ -174,7 +174,8 @@ fn one_million() {
     let (live0, rss0) = (LIVE.load(Ordering::Relaxed), rss_bytes());
     let table = ProfileTable::new(cfg.clone());
     let insert = |k: u64| {
-        let uuid = Uuid(u128::from(k) * 0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835 % 10u128.pow(38));
+        let uuid =
+            Uuid(u128::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835) % 10u128.pow(38));
         table.update(uuid, NOW, |p| fill(p, k));
         table.map_declared(20_914, &format!("crm{k:09}"), uuid);
     };

@@ -17,7 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let table = ProfileTable::new(TableConfig { max_profiles: n as usize, ..TableConfig::default() });
     let start = Instant::now();
     for k in 0..n {
-        let uuid = Uuid(u128::from(k) * 0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835 % 10u128.pow(38));
+        let uuid =
+            Uuid(u128::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835) % 10u128.pow(38));
         let dpuuid = format!("crm{k:09}");
         table.update(uuid, now, |p| {
             for t in 0..8 {

@@ -92,6 +92,11 @@ impl Map {
         self.shards.iter().map(Shard::len).sum()
     }
 
+    /// The most records the map keeps (the sum of its shards' caps).
+    pub(crate) fn capacity(&self) -> usize {
+        self.shards.iter().map(Shard::cap).sum()
+    }
+
     /// Records evicted from the map so far.
     pub(crate) fn evicted(&self) -> usize {
         self.shards.iter().map(Shard::evicted).sum()

@@ -13,11 +13,11 @@
 //! `history_days`) and partner results are dropped lazily, on every read and update.
 //!
 //! # Layout
-//! Three maps (`map::Map`) of byte keys to byte values, each split into a power of two of
+//! Four maps (`map::Map`) of byte keys to byte values, each split into a power of two of
 //! shards by the high bits of a keyed SipHash; a shard is a fixed array of buckets (about
 //! `map::BUCKET_LOAD` records each when full). A bucket is one immutable heap allocation
 //! holding its records back to back (`entry.rs`); a profile is stored in a compact encoding
-//! (`codec.rs`, about 80 bytes for the benchmark profile) and decoded into a [`Profile`] only
+//! (`codec.rs`, 67 bytes for the benchmark profile) and decoded into a [`Profile`] only
 //! for the length of a read or an update.
 //!
 //! # Concurrency
@@ -54,8 +54,8 @@
 //!
 //! # Memory (bytes per profile at 1M profiles: 8 traits realized today, 2 segments, 1 declared ID)
 //! Profile record: key 16 + 2 length bytes + encoded profile 67 (flags 1, last seen 4, traits
-//! 1 + 2 + 37 (first ID delta 3 bytes, the others 1, then days, day delta and count, 1 byte
-//! each), segments 7, synced ID 18) = 85. Declared-ID record: 1 + (4 + 12) + 1 + 16 (UUID) +
+//! 1 + 2 + 34 (per trait an ID delta, 3 bytes for the first and 1 for the others, then days,
+//! day delta and count, 1 byte each), segments 7, synced ID 18) = 85. Declared-ID record: 1 + (4 + 12) + 1 + 16 (UUID) +
 //! 8 (mapping time) = 42. Buckets: an 8-byte length header per allocation, shared by about 3.8
 //! records (4.2 bytes a profile over both maps); slot arrays: 9 bytes per bucket (pointer +
 //! CLOCK byte) in four maps (7.7 bytes a profile). Sum: 139.
@@ -319,9 +319,17 @@ impl ProfileTable {
         (self.declared.len(), self.ecids.len())
     }
 
-    /// Profiles evicted so far to stay within `max_profiles` (or the bound of one bucket).
+    /// Profiles dropped so far to stay within the table's bounds: a shard's share of
+    /// `max_profiles` (least recently seen first) or a bucket's [`shard::MAX_BUCKET_RECORDS`]
+    /// (least recently written first), restore included.
     pub fn evicted(&self) -> u64 {
         self.profiles.evicted() as u64
+    }
+
+    /// The most profiles the table keeps: `max_profiles` rounded up to a whole number per
+    /// shard (at least one each).
+    pub fn capacity(&self) -> usize {
+        self.profiles.capacity()
     }
 
     /// How snapshots of this table have gone (written by [`snapshot::write()`]).

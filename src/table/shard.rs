@@ -92,6 +92,11 @@ impl Shard {
         usize::try_from(self.counts.len.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
+    /// The most records the shard keeps.
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
     /// Records evicted from the shard so far.
     pub(crate) fn evicted(&self) -> usize {
         self.counts.evicted.load(Ordering::Relaxed)

@@ -24,8 +24,8 @@ fn table_metrics(table: &ProfileTable, text: &mut String) {
         (
             "dcsd_profile_capacity",
             "gauge",
-            "Most profiles the table keeps (store.max_profiles).",
-            format!(" {}", table.config().max_profiles),
+            "Most profiles the table keeps: store.max_profiles rounded up to whole shards.",
+            format!(" {}", table.capacity()),
         ),
         (
             "dcsd_id_mappings",
@@ -36,7 +36,7 @@ fn table_metrics(table: &ProfileTable, text: &mut String) {
         (
             "dcsd_profiles_evicted_total",
             "counter",
-            "Profiles evicted (least recently seen first) to stay within store.max_profiles.",
+            "Profiles dropped to stay within the table's capacity or a bucket's size, restore included.",
             format!(" {}", table.evicted()),
         ),
         (
