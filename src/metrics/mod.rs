@@ -53,6 +53,26 @@ pub struct Registry {
 
 /// Single-writer increment: cheaper than `fetch_add`, correct because only one core writes.
 #[inline]
+/// Writes a metric family's `# HELP` and `# TYPE` lines (Prometheus text format 0.0.4).
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Writes a whole metric family: its header, then one `name{labels} value` line per sample
+/// (`labels` written as given, e.g. `{kind="ecid"}`, or empty).
+pub fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(&str, &dyn std::fmt::Display)],
+) {
+    header(out, name, kind, help);
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
 fn bump(a: &AtomicU64, n: u64) {
     a.store(a.load(Relaxed).wrapping_add(n), Relaxed);
 }
@@ -135,8 +155,7 @@ impl Registry {
     /// Prometheus text exposition (format 0.0.4) of all cores together.
     pub fn render(&self, out: &mut String) {
         let sum = |f: &dyn Fn(&CoreMetrics) -> u64| self.cores.iter().map(|c| f(c)).sum::<u64>();
-        out.push_str("# HELP dcsd_http_requests_total Client requests answered, by route and status.\n");
-        out.push_str("# TYPE dcsd_http_requests_total counter\n");
+        header(out, "dcsd_http_requests_total", "counter", "Client requests answered, by route and status.");
         let mut series = Vec::new();
         for (r, route) in ROUTES.iter().enumerate() {
             for (s, status) in STATUSES.iter().enumerate() {
@@ -151,8 +170,12 @@ impl Registry {
                 }
             }
         }
-        out.push_str("# HELP dcsd_http_request_duration_seconds Time from a request's last byte read to its answer written, by route and status.\n");
-        out.push_str("# TYPE dcsd_http_request_duration_seconds histogram\n");
+        header(
+            out,
+            "dcsd_http_request_duration_seconds",
+            "histogram",
+            "Time from a request's last byte read to its answer written, by route and status.",
+        );
         for (r, s, b, count, sum_ns) in series {
             let labels = format!("route=\"{}\",status=\"{}\"", ROUTES[r], STATUSES[s]);
             let mut cum = 0;
@@ -191,26 +214,23 @@ impl Registry {
             ),
         ];
         for (name, kind, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            family(out, name, kind, help, &[("", &v)]);
         }
         let realized = sum(&|c| c.traits_realized.load(Relaxed));
-        let _ = writeln!(
+        family(
             out,
-            "# HELP dcsd_traits_realized_total Trait realizations recorded in profiles.\n# TYPE dcsd_traits_realized_total counter\ndcsd_traits_realized_total {realized}"
+            "dcsd_traits_realized_total",
+            "counter",
+            "Trait realizations recorded in profiles.",
+            &[("", &realized)],
         );
-        out.push_str("# HELP dcsd_sid_ignored_total d_sid values ignored, by reason.\n# TYPE dcsd_sid_ignored_total counter\n");
-        for (i, reason) in SID_IGNORED.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "dcsd_sid_ignored_total{{reason=\"{reason}\"}} {}",
-                sum(&|c| c.sid_ignored[i].load(Relaxed))
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP dcsd_workers Worker threads (one per core).\n# TYPE dcsd_workers gauge\ndcsd_workers {}",
-            self.cores.len()
-        );
+        let ignored: [(String, u64); 3] = std::array::from_fn(|i| {
+            (format!("{{reason=\"{}\"}}", SID_IGNORED[i]), sum(&|c| c.sid_ignored[i].load(Relaxed)))
+        });
+        let samples: Vec<(&str, &dyn std::fmt::Display)> =
+            ignored.iter().map(|(l, v)| (l.as_str(), v as &dyn std::fmt::Display)).collect();
+        family(out, "dcsd_sid_ignored_total", "counter", "d_sid values ignored, by reason.", &samples);
+        family(out, "dcsd_workers", "gauge", "Worker threads (one per core).", &[("", &self.cores.len())]);
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::http::conn::Request;
 use crate::http::Method;
+use crate::metrics::family;
 use crate::table::ProfileTable;
 
 use super::super::{Dcs, Plain};
@@ -15,58 +16,60 @@ pub fn healthz(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
 }
 
 /// The profile table's gauges and counters, in Prometheus text format.
-fn table_metrics(table: &ProfileTable, text: &mut String) {
-    use std::fmt::Write;
+fn table_metrics(table: &ProfileTable, out: &mut String) {
     let (declared, ecids) = table.mapping_len();
     let snap = table.snapshot_report();
-    let series: [(&str, &str, &str, String); 8] = [
-        ("dcsd_profiles", "gauge", "Profiles in the table.", format!(" {}", table.len())),
-        (
-            "dcsd_profile_capacity",
-            "gauge",
-            "Most profiles the table keeps: store.max_profiles rounded up to whole shards.",
-            format!(" {}", table.capacity()),
-        ),
-        (
-            "dcsd_id_mappings",
-            "gauge",
-            "Declared-ID and ECID mappings in the table.",
-            format!("{{kind=\"declared\"}} {declared}\ndcsd_id_mappings{{kind=\"ecid\"}} {ecids}"),
-        ),
-        (
-            "dcsd_profiles_evicted_total",
-            "counter",
-            "Profiles dropped to stay within the table's capacity or a bucket's size, restore included.",
-            format!(" {}", table.evicted()),
-        ),
-        (
-            "dcsd_snapshot_last_success_timestamp_seconds",
-            "gauge",
-            "Unix time the last snapshot was written (0: none since start).",
-            format!(" {}", snap.last_ok_s),
-        ),
-        (
-            "dcsd_snapshot_last_duration_seconds",
-            "gauge",
-            "How long the last snapshot took to write, fsync included.",
-            format!(" {:.6}", snap.last_duration.as_secs_f64()),
-        ),
-        (
-            "dcsd_snapshot_last_bytes",
-            "gauge",
-            "Size of the last snapshot written.",
-            format!(" {}", snap.last_bytes),
-        ),
-        (
-            "dcsd_snapshot_failures_total",
-            "counter",
-            "Snapshot writes that failed (the previous file stays).",
-            format!(" {}", snap.failures),
-        ),
-    ];
-    for (name, kind, help, value) in series {
-        let _ = write!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{value}\n");
-    }
+    let duration = format!("{:.6}", snap.last_duration.as_secs_f64());
+    family(out, "dcsd_profiles", "gauge", "Profiles in the table.", &[("", &table.len())]);
+    family(
+        out,
+        "dcsd_profile_capacity",
+        "gauge",
+        "Most profiles the table keeps: store.max_profiles rounded up to whole shards.",
+        &[("", &table.capacity())],
+    );
+    family(
+        out,
+        "dcsd_id_mappings",
+        "gauge",
+        "Declared-ID and ECID mappings in the table.",
+        &[("{kind=\"declared\"}", &declared), ("{kind=\"ecid\"}", &ecids)],
+    );
+    family(
+        out,
+        "dcsd_profiles_evicted_total",
+        "counter",
+        "Profiles dropped to stay within the table's capacity or a bucket's size, restore included.",
+        &[("", &table.evicted())],
+    );
+    family(
+        out,
+        "dcsd_snapshot_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time the last snapshot was written (0: none since start).",
+        &[("", &snap.last_ok_s)],
+    );
+    family(
+        out,
+        "dcsd_snapshot_last_duration_seconds",
+        "gauge",
+        "How long the last snapshot took to write, fsync included.",
+        &[("", &duration)],
+    );
+    family(
+        out,
+        "dcsd_snapshot_last_bytes",
+        "gauge",
+        "Size of the last snapshot written.",
+        &[("", &snap.last_bytes)],
+    );
+    family(
+        out,
+        "dcsd_snapshot_failures_total",
+        "counter",
+        "Snapshot writes that failed (the previous file stays).",
+        &[("", &snap.failures)],
+    );
 }
 
 /// Prometheus text exposition of every core's metrics, summed now.
