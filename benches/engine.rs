@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use dcsd::config::Taxonomy;
+use dcsd::catalog::Catalog;
 use dcsd::engine::gen::{generate, GenParams};
 use dcsd::engine::{DestRequest, EngineScratch, RealizeCtx};
 
@@ -28,7 +28,7 @@ fn main() {
     let g = generate(GenParams::bench());
     let before = LIVE.load(Ordering::Relaxed);
     let t0 = Instant::now();
-    let tax = Taxonomy::parse(g.json.as_bytes()).expect("generated taxonomy loads");
+    let tax = Catalog::from_json(g.json.as_bytes()).expect("generated taxonomy loads");
     let load = t0.elapsed();
     let bytes = LIVE.load(Ordering::Relaxed) - before;
     println!(

@@ -11,8 +11,7 @@ use dcsd::config::{Cli, Config};
 use dcsd::http::conn::{ListenerKind, Request, Service};
 use dcsd::http::response::ConnHeader;
 use dcsd::http::{parse_head, HeadLimits, Parsed};
-use dcsd::pipeline::Dcs;
-use dcsd::runtime::Shared;
+use dcsd::pipeline::{Dcs, Shared};
 
 const BROWSER: &[u8] = b"GET /event?d_sid=1234&c_likes=famous%20popstar&c_key=val&d_rtbd=json&d_cb=cb123 HTTP/1.1\r\n\
 Host: acme.dcs.example\r\n\
@@ -45,7 +44,8 @@ fn parse(c: &mut Criterion) {
 
 fn render(c: &mut Criterion) {
     let config = Config::load(&Cli::default()).expect("built-in config");
-    let dcs = Dcs::new(0, Arc::new(Shared::new(config, 1)));
+    let catalog = dcsd::catalog::load(&config.taxonomy_source).expect("built-in taxonomy");
+    let dcs = Dcs::new(0, Arc::new(Shared::new(config, catalog, 1)));
     let mut g = c.benchmark_group("event_response");
     let pixel = b"GET /event?d_sid=1234&c_key=val HTTP/1.1\r\nHost: localhost\r\nCookie: demdex=12345678901234567890123456789012345678\r\n\r\n";
     for (name, raw) in [("pixel", &pixel[..]), ("json_loadgen", LOADGEN), ("jsonp_browser", BROWSER)] {
@@ -93,7 +93,7 @@ fn pairs(c: &mut Criterion) {
     });
     // The pairs plus the identity steps of a valid request: control parameters, one declared
     // ID validated against the taxonomy, the cookie's UUID and the ECID parsed.
-    let tax = dcsd::config::Taxonomy::parse(dcsd::config::taxonomy::DEMO_JSON.as_bytes()).unwrap();
+    let tax = dcsd::catalog::Catalog::from_json(dcsd::config::taxonomy::DEMO_JSON.as_bytes()).unwrap();
     let with_cid = [TWENTY_PAIRS, b"&d_cid=1%01crm-user-42"].concat();
     let cookie = b"s_cc=true; demdex=03976456895177521059143426532209472360; other=1";
     g.bench_function("decode_20_control_identity", |b| {

@@ -32,7 +32,7 @@ fn main() -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     match query {
         Some(n) => {
-            let tax = dcsd::config::Taxonomy::parse(g.json.as_bytes())
+            let tax = dcsd::catalog::Catalog::from_json(g.json.as_bytes())
                 .map_err(|e| std::io::Error::other(e.join("; ")))?;
             let mut scratch = dcsd::engine::EngineScratch::default();
             let ctx = dcsd::engine::RealizeCtx { customer: 1, tdpid: None, d_sid: &[] };

@@ -32,6 +32,7 @@
 //! bytes appended to the connection's write buffer → one write per batch of pipelined requests
 //! → keep alive or close. Nothing on the request path waits on another core.
 
+pub mod catalog;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -1,13 +1,17 @@
-//! `dcsd`: CLI → config → logging → workers → wait for a signal → drain. No logic here.
+//! `dcsd`: CLI → config → catalog → application state (table restored) → workers → wait for a
+//! signal → drain. No logic here: each step is a call into the library.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use dcsd::config::{load_taxonomy, Cli, Config};
+use dcsd::catalog::{self, Catalog};
+use dcsd::config::{Cli, Config, ConfigError};
 use dcsd::log;
+use dcsd::pipeline::{Dcs, Shared};
 use dcsd::runtime::notify::sd_notify;
-use dcsd::runtime::Server;
+use dcsd::runtime::{worker_count, RuntimeConfig, Server};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -32,7 +36,7 @@ fn main() -> ExitCode {
         }
     };
     dcsd::log::init_from_env();
-    let config = match Config::load(&cli) {
+    let (config, catalog) = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -40,7 +44,7 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
-        println!("{}", config.summary());
+        println!("{}", config.summary(catalog.counts()));
         return ExitCode::SUCCESS;
     }
     for s in config.inactive_settings() {
@@ -55,23 +59,32 @@ fn main() -> ExitCode {
         }
     };
     let drain_ms = config.server.drain_ms;
-    let server = match Server::start(config) {
+    let rt = RuntimeConfig::from_config(&config, worker_count(config.server.threads));
+    // The snapshot is restored here, before any socket is bound.
+    let shared = Arc::new(Shared::new(config, catalog, rt.threads));
+    let snapshotter = match shared.start_snapshotter() {
+        Ok(s) => s,
+        Err(e) => {
+            log!(Error, "cannot start the snapshot thread: {e}");
+            return ExitCode::from(EXIT_OSERR);
+        }
+    };
+    let factory = {
+        let shared = shared.clone();
+        move |core| Dcs::new(core, shared.clone())
+    };
+    let server = match Server::start(rt, shared.metrics.clone(), factory) {
         Ok(s) => s,
         Err(e) => {
             log!(Error, "cannot start: {e}");
             return ExitCode::from(EXIT_OSERR);
         }
     };
-    for a in server.local_addrs() {
-        log!(Info, "listening on {a} ({} workers, {:?} driver)", server.threads(), server.driver());
-    }
-    for a in server.admin_addrs() {
-        log!(Info, "admin listening on {a}");
-    }
+    log_ready(&server);
     sd_notify("READY=1");
     for sig in signals.forever() {
         if sig == SIGHUP {
-            reload(&server);
+            reload(&shared);
         } else {
             break;
         }
@@ -83,23 +96,56 @@ fn main() -> ExitCode {
     } else {
         log!(Warn, "drain time ({drain_ms} ms) ran out with requests in flight; exiting");
     }
+    if let Some(s) = snapshotter {
+        match s.stop_and_write_final() {
+            Ok(st) => log!(Info, "snapshot written: {} profiles, {} bytes", st.profiles, st.bytes),
+            Err(e) => log!(Error, "final snapshot failed: {e}"),
+        }
+    }
     ExitCode::SUCCESS
 }
 
-/// SIGHUP: read and validate the taxonomy again; swap it in, or keep the old one.
-fn reload(server: &Server) {
+/// The configuration and the compiled taxonomy; every problem of either is reported.
+fn load(cli: &Cli) -> Result<(Config, Catalog), ConfigError> {
+    let config = Config::load(cli)?;
+    let catalog = catalog::load(&config.taxonomy_source)?;
+    Ok((config, catalog))
+}
+
+/// One line per listener, then one `ready` line naming every listener (what tests and
+/// operators wait for).
+fn log_ready(server: &Server) {
+    let join = |v: &[std::net::SocketAddr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+    for a in server.local_addrs() {
+        log!(Info, "listening on {a} ({} workers, {:?} driver)", server.threads(), server.driver());
+    }
+    for a in server.admin_addrs() {
+        log!(Info, "admin listening on {a}");
+    }
+    let admin = join(server.admin_addrs());
+    log!(
+        Info,
+        "ready: public={} admin={} workers={} driver={:?}",
+        join(server.local_addrs()),
+        if admin.is_empty() { "-" } else { &admin },
+        server.threads(),
+        server.driver()
+    );
+}
+
+/// SIGHUP: read, validate and compile the taxonomy again; swap it in, or keep the old one.
+fn reload(shared: &Shared) {
     sd_notify("RELOADING=1");
-    let shared = server.shared();
-    match load_taxonomy(&shared.config.taxonomy_source) {
-        Ok(t) => {
-            let c = t.counts();
-            shared.swap_taxonomy(std::sync::Arc::new(t));
+    match catalog::load(&shared.config.taxonomy_source) {
+        Ok(c) => {
+            let n = c.counts();
+            shared.swap_catalog(c);
             log!(
                 Info,
                 "reloaded taxonomy: {} traits, {} segments, {} destinations",
-                c.traits,
-                c.segments,
-                c.destinations
+                n.traits,
+                n.segments,
+                n.destinations
             );
         }
         Err(e) => log!(Error, "reload rejected; keeping the previous taxonomy:\n{e}"),

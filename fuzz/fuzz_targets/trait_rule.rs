@@ -4,7 +4,7 @@
 //! and values.
 #![no_main]
 
-use dcsd::config::Taxonomy;
+use dcsd::catalog::Catalog;
 use dcsd::json::escape_into as json_escape;
 use dcsd::engine::rule::{parse, Op};
 use dcsd::engine::{EngineScratch, RealizeCtx};
@@ -25,7 +25,7 @@ fuzz_target!(|rule: &str| {
         "traits":[{{"sid":1,"dpid":1,"rule":"{}"}}]}}"#,
         String::from_utf8_lossy(&esc)
     );
-    let Ok(t) = Taxonomy::parse(doc.as_bytes()) else { return }; // e.g. a bad regex
+    let Ok(t) = Catalog::from_json(doc.as_bytes()) else { return }; // e.g. a bad regex
     let mut cmps = Vec::new();
     ast.cmps(&mut cmps);
     if cmps.iter().any(|c| c.op == Op::Regex) {

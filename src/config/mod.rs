@@ -1,9 +1,10 @@
-//! Configuration: the command line, `dcsd.toml` and the taxonomy, validated into one
-//! immutable [`Config`] before any socket is bound (config.md §1–§4).
+//! Configuration as data: the command line, `dcsd.toml` and the taxonomy document, each
+//! validated before any socket is bound (docs/configuration.md §1–§3, docs/taxonomy.md).
 //!
 //! Errors name their place — `file:line:col` for `dcsd.toml`, a JSON path for the taxonomy —
-//! and `main` exits with status 64 (EX_USAGE) after printing them. On reload only the taxonomy
-//! is read again ([`load_taxonomy`]); a bad one is reported and the old one kept.
+//! and `main` exits with status 64 (EX_USAGE) after printing them. This module only reads and
+//! checks: the catalog (`crate::catalog`) compiles the taxonomy for requests. On reload only
+//! the taxonomy is read again ([`read_taxonomy`]); a bad one is reported and the old one kept.
 
 pub mod cli;
 pub mod file;
@@ -11,11 +12,10 @@ pub mod taxonomy;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub use cli::{Cli, Driver};
 pub use file::FileConfig;
-pub use taxonomy::Taxonomy;
+pub use taxonomy::{Counts, Taxonomy};
 
 /// The validated configuration; fixed for the life of the process except the taxonomy, which
 /// a reload replaces.
@@ -41,8 +41,6 @@ pub struct Config {
     pub eventlog: file::EventLog,
     /// Where the taxonomy comes from (read again on reload).
     pub taxonomy_source: TaxonomySource,
-    /// The taxonomy loaded at start-up.
-    pub taxonomy: Arc<Taxonomy>,
     /// The `dcsd.toml` that was read, if any.
     pub config_path: Option<PathBuf>,
 }
@@ -98,33 +96,25 @@ impl Config {
         } else {
             TaxonomySource::File(resolve_relative(cli.config.as_deref(), &server.taxonomy))
         };
-        let taxonomy = match load_taxonomy(&taxonomy_source) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                errs.extend(e.0);
-                None
-            }
-        };
         if server.node.is_empty() {
             server.node = host_name();
         }
-        match taxonomy {
-            Some(t) if errs.is_empty() => Ok(Config {
-                server,
-                limits,
-                cookie,
-                privacy,
-                rate_limit,
-                denylist,
-                partners: file.partners,
-                store: file.store,
-                eventlog: file.eventlog,
-                taxonomy_source,
-                taxonomy: Arc::new(t),
-                config_path: cli.config.clone(),
-            }),
-            _ => Err(ConfigError(errs)),
+        if !errs.is_empty() {
+            return Err(ConfigError(errs));
         }
+        Ok(Config {
+            server,
+            limits,
+            cookie,
+            privacy,
+            rate_limit,
+            denylist,
+            partners: file.partners,
+            store: file.store,
+            eventlog: file.eventlog,
+            taxonomy_source,
+            config_path: cli.config.clone(),
+        })
     }
 
     /// Settings that are accepted but have no effect yet in this version; logged at start-up
@@ -137,9 +127,8 @@ impl Config {
         v
     }
 
-    /// The one-line summary `--check` prints.
-    pub fn summary(&self) -> String {
-        let c = self.taxonomy.counts();
+    /// The one-line summary `--check` prints, with the taxonomy's `counts`.
+    pub fn summary(&self, c: Counts) -> String {
         format!(
             "ok: {} hosts, {} data sources, {} traits, {} segments, {} destinations; listen {}",
             c.hosts,
@@ -168,21 +157,19 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Reads and validates the taxonomy.
+/// Reads the taxonomy's bytes: the built-in demo document or the file. Returns a name for
+/// messages and the bytes.
 ///
 /// # Errors
-/// Unreadable file, invalid JSON or shape, or broken references; each message starts with the
-/// file name and the JSON path.
-pub fn load_taxonomy(src: &TaxonomySource) -> Result<Taxonomy, ConfigError> {
-    let (name, bytes) = match src {
-        TaxonomySource::BuiltIn => ("built-in taxonomy".to_string(), taxonomy::DEMO_JSON.into()),
+/// The file cannot be read.
+pub fn read_taxonomy(src: &TaxonomySource) -> Result<(String, Vec<u8>), ConfigError> {
+    match src {
+        TaxonomySource::BuiltIn => Ok(("built-in taxonomy".to_string(), taxonomy::DEMO_JSON.into())),
         TaxonomySource::File(p) => match std::fs::read(p) {
-            Ok(b) => (p.display().to_string(), b),
-            Err(e) => return Err(ConfigError(vec![format!("{}: cannot read: {e}", p.display())])),
+            Ok(b) => Ok((p.display().to_string(), b)),
+            Err(e) => Err(ConfigError(vec![format!("{}: cannot read: {e}", p.display())])),
         },
-    };
-    Taxonomy::parse(&bytes)
-        .map_err(|errs| ConfigError(errs.into_iter().map(|e| format!("{name}: {e}")).collect()))
+    }
 }
 
 fn read_toml(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -293,6 +280,8 @@ mod tests {
         assert_eq!(c.server.threads, 3);
         assert_eq!(c.server.driver, Driver::Legacy);
         assert_eq!(c.taxonomy_source, TaxonomySource::BuiltIn);
-        assert!(c.summary().starts_with("ok: 3 hosts, 2 data sources, 4 traits"));
+        let (_, demo) = read_taxonomy(&c.taxonomy_source).unwrap();
+        let counts = Taxonomy::parse(&demo).unwrap().counts();
+        assert!(c.summary(counts).starts_with("ok: 3 hosts, 2 data sources, 4 traits"));
     }
 }

@@ -1,10 +1,11 @@
 //! The taxonomy JSON (config.md §4): hosts, data sources, traits, segments, destinations.
 //!
 //! Parsed with simd-json through serde, with `serde_path_to_error` so that a shape error names
-//! its JSON path. This module checks the shape, unique IDs and that every reference resolves;
-//! then [`crate::engine::Engine::compile`] parses and compiles every trait and segment rule
-//! (errors name the JSON path and the byte offset in the rule), so a taxonomy that loads is one
-//! the engine can run.
+//! its JSON path. This module is data plus validation: it checks the shape, unique IDs and that
+//! every reference resolves. Rules are parsed and compiled by the catalog (`crate::catalog`),
+//! which turns a validated document into what requests read; the document itself is dropped
+//! after that. The global device data sources (docs/http-api.md §5.2) are data too and live
+//! here ([`global_device`]).
 
 use std::collections::BTreeMap;
 
@@ -35,40 +36,7 @@ pub struct Taxonomy {
     /// Destinations.
     #[serde(default)]
     pub destinations: Vec<Destination>,
-    /// Lookups built after validation (host → customer, org → customer).
-    #[serde(skip)]
-    pub index: Index,
-    /// The compiled rules, segments and destinations, built after validation.
-    #[serde(skip)]
-    pub engine: crate::engine::Engine,
 }
-
-/// Lookups over a validated taxonomy, built once per load.
-#[derive(Debug, Default)]
-pub struct Index {
-    /// Lower-case host name → customer ID.
-    hosts: rustc_hash::FxHashMap<Box<[u8]>, u32>,
-    /// Experience Cloud org ID → customer ID.
-    orgs: rustc_hash::FxHashMap<Box<[u8]>, u32>,
-    /// DPID → (owner, customers it is shared with).
-    sources: rustc_hash::FxHashMap<u32, (u32, Box<[u32]>)>,
-    /// Integration code → DPID.
-    ics: rustc_hash::FxHashMap<Box<[u8]>, u32>,
-}
-
-/// Who may use a data source.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Owned by or shared with the customer (global device sources are open to all).
-    Allowed,
-    /// Declared, but owned by another customer and not shared.
-    Unauthorized,
-    /// Not declared and not a global device source.
-    Unknown,
-}
-
-/// Longest host name looked up (DNS names are at most 253 bytes).
-const MAX_HOST_BYTES: usize = 255;
 
 /// A customer.
 #[derive(Debug, Deserialize)]
@@ -332,6 +300,37 @@ fn default_max_size() -> u32 {
     4096
 }
 
+/// Format rule of a global device data source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceFormat {
+    /// 8-4-4-4-12 upper-case hex (IDFA).
+    UuidUpper,
+    /// 8-4-4-4-12 lower-case hex.
+    UuidLower,
+    /// ASCII letters and digits.
+    Alphanumeric,
+}
+
+/// The global device data sources, which exist for every customer without being declared in a
+/// taxonomy, with the format their IDs must have (docs/http-api.md §5.2).
+pub fn global_device(dpid: u32) -> Option<DeviceFormat> {
+    match dpid {
+        20915 => Some(DeviceFormat::UuidUpper),
+        20914 | 121_963 | 488_258 | 1_171_485 => Some(DeviceFormat::UuidLower),
+        389_146 | 963_906 | 1_171_489 => Some(DeviceFormat::Alphanumeric),
+        _ => None,
+    }
+}
+
+// === impl DataSource ===
+
+impl DataSource {
+    /// Whether `customer` may use this data source: it owns it or it is shared with it.
+    pub fn allows(&self, customer: u32) -> bool {
+        self.owner == customer || self.shared_with.contains(&customer)
+    }
+}
+
 // === impl Taxonomy ===
 
 impl Taxonomy {
@@ -340,65 +339,28 @@ impl Taxonomy {
     /// # Errors
     /// Every problem found, each as `JSON path: reason`.
     pub fn parse(bytes: &[u8]) -> Result<Taxonomy, Vec<String>> {
+        let (tax, errors) = Taxonomy::parse_unchecked(bytes)?;
+        if errors.is_empty() {
+            Ok(tax)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Parses a document and validates it, returning it with the validation errors found
+    /// (unique IDs, references, enumerations), so that a caller can report those together with
+    /// its own (the catalog adds the rule errors).
+    ///
+    /// # Errors
+    /// The document is not JSON or not of the taxonomy's shape (`JSON path: reason`).
+    pub fn parse_unchecked(bytes: &[u8]) -> Result<(Taxonomy, Vec<String>), Vec<String>> {
         let mut buf = bytes.to_vec();
         let mut de = simd_json::Deserializer::from_slice(&mut buf)
             .map_err(|e| vec![format!("$: not valid JSON: {e}")])?;
         let tax: Taxonomy = serde_path_to_error::deserialize(&mut de)
             .map_err(|e| vec![format!("$.{}: {}", e.path(), e.inner())])?;
-        let mut tax = tax;
-        let mut errors = tax.validate();
-        tax.index = Index::build(&tax);
-        match crate::engine::Engine::compile(&tax) {
-            Ok(engine) if errors.is_empty() => {
-                tax.engine = engine;
-                Ok(tax)
-            }
-            Ok(_) => Err(errors),
-            Err(rule_errors) => {
-                errors.extend(rule_errors);
-                Err(errors)
-            }
-        }
-    }
-
-    /// The customer whose hosts include `host` (matched case-insensitively; pass it without
-    /// the port).
-    pub fn customer_for_host(&self, host: &[u8]) -> Option<u32> {
-        if !host.iter().any(u8::is_ascii_uppercase) {
-            return self.index.hosts.get(host).copied(); // the common case: no copy
-        }
-        if host.len() > MAX_HOST_BYTES {
-            return None;
-        }
-        let mut lower = [0u8; MAX_HOST_BYTES];
-        let lower = &mut lower[..host.len()];
-        lower.copy_from_slice(host);
-        lower.make_ascii_lowercase();
-        self.index.hosts.get(&*lower).copied()
-    }
-
-    /// Whether `customer` may use data source `dpid` (global device sources: always).
-    pub fn access(&self, dpid: u32, customer: u32) -> Access {
-        match self.index.sources.get(&dpid) {
-            Some((owner, shared)) if *owner == customer || shared.contains(&customer) => Access::Allowed,
-            Some(_) => Access::Unauthorized,
-            None if crate::identity::declared::global_device(dpid).is_some() => Access::Allowed,
-            None => Access::Unknown,
-        }
-    }
-
-    /// The DPID of an integration code (`DSID_<DPID>` for global device sources).
-    pub fn dpid_for_ic(&self, ic: &[u8]) -> Option<u32> {
-        if let Some(&d) = self.index.ics.get(ic) {
-            return Some(d);
-        }
-        let n = std::str::from_utf8(ic.strip_prefix(b"DSID_")?).ok()?.parse().ok()?;
-        crate::identity::declared::global_device(n).map(|_| n)
-    }
-
-    /// The customer of an Experience Cloud org ID (`d_orgid`).
-    pub fn customer_for_org(&self, org: &[u8]) -> Option<u32> {
-        self.index.orgs.get(org).copied()
+        let errors = tax.validate();
+        Ok((tax, errors))
     }
 
     /// The counts `--check` prints.
@@ -515,29 +477,6 @@ impl Taxonomy {
     }
 }
 
-// === impl Index ===
-
-impl Index {
-    fn build(t: &Taxonomy) -> Index {
-        let mut index = Index::default();
-        for c in &t.customers {
-            for h in &c.hosts {
-                index.hosts.insert(h.to_ascii_lowercase().into_bytes().into(), c.id);
-            }
-            for o in &c.orgs {
-                index.orgs.insert(o.as_bytes().into(), c.id);
-            }
-        }
-        for d in &t.data_sources {
-            index.sources.insert(d.dpid, (d.owner, d.shared_with.clone().into()));
-            if let Some(ic) = &d.ic {
-                index.ics.insert(ic.as_bytes().into(), d.dpid);
-            }
-        }
-        index
-    }
-}
-
 /// Records duplicates of `kind` and returns the set of IDs.
 fn unique<T: Into<u64>>(errs: &mut Vec<String>, kind: &str, ids: impl Iterator<Item = T>) -> FxHashSet<u64> {
     let mut seen = FxHashSet::default();
@@ -570,17 +509,6 @@ mod tests {
         let t = Taxonomy::parse(DEMO_JSON.as_bytes()).expect("demo taxonomy");
         let c = t.counts();
         assert_eq!((c.data_sources, c.traits, c.segments, c.destinations), (2, 4, 2, 2));
-    }
-
-    #[test]
-    fn hosts_and_orgs_resolve() {
-        let t = Taxonomy::parse(DEMO_JSON.as_bytes()).unwrap();
-        assert_eq!(t.customer_for_host(b"LocalHost"), Some(1));
-        assert_eq!(t.customer_for_host(b"acme.dcs.example"), Some(1));
-        assert_eq!(t.customer_for_host(b"other.example"), None);
-        assert_eq!(t.customer_for_host(&[b'a'; 300]), None);
-        assert_eq!(t.customer_for_org(b"ACME@AdobeOrg"), Some(1));
-        assert_eq!(t.customer_for_org(b"acme@adobeorg"), None);
     }
 
     #[test]

@@ -39,7 +39,7 @@ use rustc_hash::FxHashMap;
 
 pub use dest::DestRequest;
 
-use crate::config::taxonomy::{Access, Taxonomy};
+use crate::config::taxonomy::Taxonomy;
 use crate::table::Profile;
 
 /// The compiled taxonomy: trait index, segments, destinations.
@@ -131,7 +131,7 @@ impl Engine {
         }
         e.index = b.build();
         for c in &t.customers {
-            let ok = t.data_sources.iter().map(|d| t.access(d.dpid, c.id) == Access::Allowed).collect();
+            let ok = t.data_sources.iter().map(|d| d.allows(c.id)).collect();
             e.allowed.insert(c.id, ok);
         }
         e.segments = segment::SegmentIndex::new(t.trait_ttl_days);

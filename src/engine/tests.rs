@@ -6,6 +6,20 @@ use crate::config::Taxonomy;
 use crate::json::escape_into as json_escape;
 use crate::table::Profile;
 
+/// Parses, validates and compiles a document as the catalog does: validation and rule errors
+/// together.
+fn load(json: &[u8]) -> Result<Engine, Vec<String>> {
+    let (doc, mut errors) = Taxonomy::parse_unchecked(json)?;
+    match Engine::compile(&doc) {
+        Ok(e) if errors.is_empty() => Ok(e),
+        Ok(_) => Err(errors),
+        Err(rule_errors) => {
+            errors.extend(rule_errors);
+            Err(errors)
+        }
+    }
+}
+
 /// (rule, signals, realized?)
 type RuleCase<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
 /// (rule, realizations (trait, days ago, count), in segment?)
@@ -40,15 +54,15 @@ fn doc(traits: &[(u32, u32, Option<&str>)], segments: &[(u32, u32, &str)], extra
     )
 }
 
-fn engine(traits: &[(u32, u32, Option<&str>)], segments: &[(u32, u32, &str)]) -> Taxonomy {
-    Taxonomy::parse(doc(traits, segments, "").as_bytes()).unwrap_or_else(|e| panic!("{e:?}"))
+fn engine(traits: &[(u32, u32, Option<&str>)], segments: &[(u32, u32, &str)]) -> Engine {
+    load(doc(traits, segments, "").as_bytes()).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
-fn realize(t: &Taxonomy, signals: &[(&str, &str)], ctx: RealizeCtx<'_>) -> (Vec<u32>, RealizeStats) {
+fn realize(t: &Engine, signals: &[(&str, &str)], ctx: RealizeCtx<'_>) -> (Vec<u32>, RealizeStats) {
     let mut out = Vec::new();
     let mut s = EngineScratch::default();
     let sig = signals.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
-    let stats = t.engine.realize(&mut s, sig, &ctx, &mut out);
+    let stats = t.realize(&mut s, sig, &ctx, &mut out);
     (out, stats)
 }
 
@@ -203,34 +217,24 @@ fn trait_rule_parse_errors() {
 #[test]
 fn loader_rejects_bad_rules_with_path_and_position() {
     let bad = doc(&[(1, 1, Some("a == 1")), (2, 1, Some("x == 1 AND y z"))], &[], "");
-    let e = Taxonomy::parse(bad.as_bytes()).unwrap_err();
+    let e = load(bad.as_bytes()).unwrap_err();
     assert_eq!(e, ["$.traits[1].rule: at 13: expected operator"]);
     let bad = doc(&[(1, 1, Some("a matchesregex \"(\""))], &[], "");
-    let e = Taxonomy::parse(bad.as_bytes()).unwrap_err();
+    let e = load(bad.as_bytes()).unwrap_err();
     assert!(e[0].starts_with("$.traits[0].rule: at 15: invalid regex"), "{e:?}");
     let bad = doc(&[(1, 1, None)], &[(7, 1, "1T AND 2T"), (8, 1, "NOT 1T"), (9, 1, "1T AND")], "");
-    let e = Taxonomy::parse(bad.as_bytes()).unwrap_err();
+    let e = load(bad.as_bytes()).unwrap_err();
     assert_eq!(e[0], "$.segments[0].rule: at 7: unknown trait 2");
     assert!(e[1].starts_with("$.segments[1].rule: matches a profile that never realized"), "{e:?}");
     assert_eq!(e[2], "$.segments[2].rule: at 6: expected a trait (123T), FREQUENCY, NOT or '('");
     let big = doc(&[(1, 1, None)], &[], "").replace(r#""sid":1,"#, r#""sid":4294967296,"#);
-    let e = Taxonomy::parse(big.as_bytes()).unwrap_err();
+    let e = load(big.as_bytes()).unwrap_err();
     assert_eq!(e, ["$.traits[0].sid: 4294967296 does not fit in 32 bits"]);
 }
 
 #[test]
-fn taxonomy_file_with_bad_rule_is_rejected() {
-    use crate::config::{load_taxonomy, TaxonomySource};
-    let path = std::env::temp_dir().join(format!("dcsd-engine-{}-bad.json", std::process::id()));
-    std::fs::write(&path, doc(&[(1, 1, Some("a == 1")), (2, 1, Some("(a == 1"))], &[], "")).unwrap();
-    let e = load_taxonomy(&TaxonomySource::File(path.clone())).unwrap_err().to_string();
-    std::fs::remove_file(&path).unwrap();
-    assert_eq!(e, format!("{}: $.traits[1].rule: at 7: expected ')'", path.display()));
-}
-
-#[test]
 fn demo_taxonomy_compiles() {
-    let t = Taxonomy::parse(crate::config::taxonomy::DEMO_JSON.as_bytes()).unwrap();
+    let t = load(crate::config::taxonomy::DEMO_JSON.as_bytes()).unwrap();
     let (out, _) = realize(
         &t,
         &[("c_likes", "famous popstar"), ("price", "5")],
@@ -274,9 +278,9 @@ fn scratch_is_reused_across_requests() {
     let ctx = RealizeCtx { customer: 1, ..RealizeCtx::default() };
     for round in 0..3 {
         let sig: [(&[u8], &[u8]); 2] = [(b"a", b"1"), (b"b", b"2")];
-        t.engine.realize(&mut s, sig, &ctx, &mut out);
+        t.realize(&mut s, sig, &ctx, &mut out);
         assert_eq!(out, [1, 2], "round {round}");
-        t.engine.realize(&mut s, [(&b"c"[..], &b"1"[..])], &ctx, &mut out);
+        t.realize(&mut s, [(&b"c"[..], &b"1"[..])], &ctx, &mut out);
         assert_eq!(out, Vec::<u32>::new(), "round {round}");
     }
 }
@@ -285,15 +289,15 @@ fn scratch_is_reused_across_requests() {
 
 const TODAY: u16 = 20_000;
 
-fn seg_engine(rules: &[&str]) -> Taxonomy {
+fn seg_engine(rules: &[&str]) -> Engine {
     let segs: Vec<(u32, u32, &str)> =
         rules.iter().enumerate().map(|(i, r)| (100 + i as u32, 1, *r)).collect();
     engine(&[(1, 1, None), (2, 1, None), (3, 1, None)], &segs)
 }
 
-fn in_segments(t: &Taxonomy, p: &Profile) -> Vec<u32> {
+fn in_segments(t: &Engine, p: &Profile) -> Vec<u32> {
     let mut out = Vec::new();
-    t.engine.segments(p, TODAY, 1, &mut out);
+    t.segments(p, TODAY, 1, &mut out);
     out
 }
 
@@ -351,8 +355,7 @@ fn segments_rejected_forms_and_errors() {
         "1T OR NOT 2T",
         "FREQUENCY([1T] <= 3D) == 0",
     ] {
-        let e =
-            Taxonomy::parse(doc(&[(1, 1, None), (2, 1, None)], &[(5, 1, rule)], "").as_bytes()).unwrap_err();
+        let e = load(doc(&[(1, 1, None), (2, 1, None)], &[(5, 1, rule)], "").as_bytes()).unwrap_err();
         assert!(e[0].contains("never realized"), "{rule}: {e:?}");
     }
     #[rustfmt::skip]
@@ -381,12 +384,12 @@ fn segments_by_customer_sorted_with_legacy_ids() {
     let p = profile(&[(1, 0, 1)]);
     assert_eq!(in_segments(&t, &p), [20, 30]);
     let mut out = Vec::new();
-    t.engine.segments(&p, TODAY, 2, &mut out);
+    t.segments(&p, TODAY, 2, &mut out);
     assert_eq!(out, [10]);
-    assert_eq!(t.engine.legacy_id(20), Some(1020));
-    assert_eq!(t.engine.legacy_id(21), None);
+    assert_eq!(t.legacy_id(20), Some(1020));
+    assert_eq!(t.legacy_id(21), None);
     let mut legacy = Vec::new();
-    t.engine.legacy_ids_into(&[30, 20, 99], &mut legacy);
+    t.legacy_ids_into(&[30, 20, 99], &mut legacy);
     assert_eq!(legacy, [1020, 1030]);
 }
 
@@ -402,7 +405,7 @@ const DESTS: &str = r#","destinations":[
 
 fn render(platform: Option<&[u8]>, segments: &[u32]) -> (String, String) {
     let d = doc(&[(1, 1, None)], &[(10, 1, "1T"), (20, 1, "1T")], DESTS);
-    let t = Taxonomy::parse(d.as_bytes()).unwrap();
+    let t = load(d.as_bytes()).unwrap();
     let declared: [(u32, &[u8]); 2] = [(5, b"no"), (7, b"id/7")];
     let req = DestRequest {
         customer: 1,
@@ -417,7 +420,7 @@ fn render(platform: Option<&[u8]>, segments: &[u32]) -> (String, String) {
         region: 9,
     };
     let (mut stuff, mut dests) = (Vec::new(), Vec::new());
-    t.engine.render_destinations(&mut EngineScratch::default(), &req, &mut stuff, &mut dests);
+    t.render_destinations(&mut EngineScratch::default(), &req, &mut stuff, &mut dests);
     (String::from_utf8(stuff).unwrap(), String::from_utf8(dests).unwrap())
 }
 
@@ -454,20 +457,20 @@ fn destinations_render() {
 fn generated_taxonomy_loads_and_requests_hit() {
     let g = gen::generate(gen::GenParams::small(7));
     assert_eq!(g.json, gen::generate(gen::GenParams::small(7)).json, "deterministic");
-    let t = Taxonomy::parse(g.json.as_bytes()).unwrap_or_else(|e| panic!("{:?}", &e[..e.len().min(5)]));
+    let t = load(g.json.as_bytes()).unwrap_or_else(|e| panic!("{:?}", &e[..e.len().min(5)]));
     let mut s = EngineScratch::default();
     let mut out = Vec::new();
     let mut total = 0;
     for seed in 0..50 {
         let req = g.request(seed, 20);
         let ctx = RealizeCtx { customer: 1, ..RealizeCtx::default() };
-        t.engine.realize(&mut s, req.iter().map(|(k, v)| (&k[..], &v[..])), &ctx, &mut out);
+        t.realize(&mut s, req.iter().map(|(k, v)| (&k[..], &v[..])), &ctx, &mut out);
         total += out.len();
     }
     assert!(total > 50, "requests should realize traits: {total}");
     let p = g.profile(3, 20, TODAY);
     let mut segs = Vec::new();
-    t.engine.segments(&p, TODAY, 1, &mut segs);
+    t.segments(&p, TODAY, 1, &mut segs);
     assert!(segs.windows(2).all(|w| w[0] < w[1]));
 }
 
@@ -523,7 +526,7 @@ proptest! {
         let mut out = Vec::new();
         let ctx = RealizeCtx { customer: 1, ..RealizeCtx::default() };
         for req in &requests {
-            t.engine.realize(&mut s, req.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())), &ctx, &mut out);
+            t.realize(&mut s, req.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())), &ctx, &mut out);
             let want: Vec<u32> = asts.iter().enumerate()
                 .filter(|(_, e)| naive(e, req)).map(|(i, _)| i as u32 + 1).collect();
             prop_assert_eq!(&out, &want, "rules {:?} request {:?}", rules, req);
@@ -562,9 +565,9 @@ fn numbers_follow_the_number_token_grammar() {
 fn cookie_with_no_value_that_fits_is_left_out() {
     let dests = r#","destinations":[{"id":1,"customer":1,"type":"cookie","name":"c","format":"single_key",
         "key":"k","max_size":4,"mappings":[{"segment":10,"value":"long"}]}]"#;
-    let t = Taxonomy::parse(doc(&[(1, 1, None)], &[(10, 1, "1T")], dests).as_bytes()).unwrap();
+    let t = load(doc(&[(1, 1, None)], &[(10, 1, "1T")], dests).as_bytes()).unwrap();
     let req = DestRequest { customer: 1, segments: &[10], ..DestRequest::default() };
     let (mut stuff, mut out) = (Vec::new(), Vec::new());
-    t.engine.render_destinations(&mut EngineScratch::default(), &req, &mut stuff, &mut out);
+    t.render_destinations(&mut EngineScratch::default(), &req, &mut stuff, &mut out);
     assert_eq!((&stuff[..], &out[..]), (&b"[]"[..], &b"[]"[..]));
 }

@@ -30,9 +30,9 @@ use monoio::net::TcpStream;
 use monoio::time::Instant as Deadline;
 
 use crate::error::HttpError;
-use crate::runtime::shutdown::Drain;
 
 use super::chunked::ChunkedDecoder;
+use super::drain::Drain;
 use super::request::{parse_head, Body, Head, HeadLimits, Parsed, Version};
 use super::response::ConnHeader;
 

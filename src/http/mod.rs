@@ -5,6 +5,7 @@
 
 pub mod chunked;
 pub mod conn;
+pub mod drain;
 pub mod request;
 pub mod response;
 

@@ -8,7 +8,7 @@
 //! then at most 10 in all (one 301, and 309 for each later one). If no ID survives the
 //! validity checks, 104. Messages name the DPUUID as the "customer id", as AAM's do.
 
-use crate::config::taxonomy::{Access, Taxonomy};
+use crate::config::taxonomy::{global_device, DeviceFormat};
 
 /// Most declared IDs kept per data source.
 pub const MAX_PER_SOURCE: usize = 3;
@@ -48,32 +48,30 @@ pub struct DeclaredId<'a> {
     pub auth: AuthState,
 }
 
-/// Format rule of a global device data source.
+/// Who may use a data source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeviceFormat {
-    /// 8-4-4-4-12 upper-case hex (IDFA).
-    UuidUpper,
-    /// 8-4-4-4-12 lower-case hex.
-    UuidLower,
-    /// ASCII letters and digits.
-    Alphanumeric,
+pub enum Access {
+    /// Owned by or shared with the customer (global device sources are open to all).
+    Allowed,
+    /// Declared, but owned by another customer and not shared (error 302).
+    Unauthorized,
+    /// Not declared and not a global device source (error 300).
+    Unknown,
 }
 
-/// The global device data sources, which exist for every customer (http-api §5.2).
-pub fn global_device(dpid: u32) -> Option<DeviceFormat> {
-    match dpid {
-        20915 => Some(DeviceFormat::UuidUpper),
-        20914 | 121_963 | 488_258 | 1_171_485 => Some(DeviceFormat::UuidLower),
-        389_146 | 963_906 | 1_171_489 => Some(DeviceFormat::Alphanumeric),
-        _ => None,
-    }
+/// What declared-ID validation needs to know of the taxonomy (the catalog answers it).
+pub trait DataSources {
+    /// Whether `customer` may use data source `dpid`.
+    fn access(&self, dpid: u32, customer: u32) -> Access;
+    /// The DPID of an integration code.
+    fn dpid_for_ic(&self, ic: &[u8]) -> Option<u32>;
 }
 
 /// Validates `raws` for the host's `customer`; returns the kept IDs and appends
 /// `(code, message)` errors in the order they arise.
 pub fn resolve<'a>(
     raws: &[Raw<'a>],
-    tax: &Taxonomy,
+    tax: &impl DataSources,
     customer: u32,
     errors: &mut Vec<(u16, String)>,
 ) -> Vec<DeclaredId<'a>> {
@@ -109,7 +107,7 @@ pub fn resolve<'a>(
 /// Shape, data source, DPUUID, device format and ownership of one ID.
 fn check<'a>(
     raw: &Raw<'a>,
-    tax: &Taxonomy,
+    tax: &impl DataSources,
     customer: u32,
     errors: &mut Vec<(u16, String)>,
 ) -> Option<DeclaredId<'a>> {

@@ -1,13 +1,16 @@
-//! Request → response: the per-core [`Dcs`] service that the connection loop calls for every
-//! complete request. Routes to [`handlers`]; answers protocol errors; records metrics.
+//! The DCS service: the per-core [`Dcs`] that the connection loop calls for every complete
+//! request, and the application state all cores share ([`Shared`]: configuration, catalog,
+//! profile table, metrics). Routes to [`handlers`]; answers protocol errors; records metrics.
 //!
-//! Per-core state lives here (RNG, transaction counter, pre-rendered header bytes, a scratch
-//! buffer); process-wide state is reached through [`Shared`].
+//! Per-core state lives in [`Dcs`] (RNG, transaction counter, pre-rendered header bytes,
+//! scratch buffers, this core's handle on the catalog); process-wide state is reached through
+//! [`Shared`].
 
 pub mod handlers;
 pub mod params;
 pub mod rate;
 pub mod route;
+pub mod shared;
 pub mod signals;
 
 use std::cell::{Cell, RefCell};
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use crate::config::Taxonomy;
+use crate::catalog::Catalog;
 use crate::engine::EngineScratch;
 use crate::error::{status_for, HttpError};
 use crate::http::conn::{Completed, Request, Service};
@@ -28,9 +31,9 @@ use crate::http::response::{
 };
 use crate::http::Method;
 use crate::metrics::ROUTE_NONE;
-use crate::runtime::Shared;
 
 pub use route::Route;
+pub use shared::Shared;
 
 /// The `demdex` cookie lives 180 days, renewed by every answer (http-api §5.1).
 const COOKIE_MAX_AGE_S: u32 = 15_552_000;
@@ -57,22 +60,20 @@ pub struct Dcs {
     optout_cookie_attrs: Box<[u8]>,
     /// Per-client-IP token buckets (`[rate_limit]`), this core's.
     rate_limit: RefCell<rate::Limiter>,
-    /// This core's handle on the current taxonomy and the generation it was loaded at.
-    taxonomy: RefCell<(u64, TaxonomyRef)>,
+    /// This core's handle on the current catalog and the generation it was loaded at.
+    catalog: RefCell<(u64, CatalogRef)>,
     /// Per-request work buffers of the engine steps, reused.
     work: RefCell<Work>,
     /// The pair decoder, reused by every request on this core.
     pairs: RefCell<params::Pairs>,
     /// Scratch for response bodies whose length must be known before the headers.
     scratch: RefCell<Vec<u8>>,
-    /// Open connections on this core.
-    open: Cell<usize>,
 }
 
-/// A core's handle on a taxonomy: an `Rc` (non-atomic, per core) around the shared `Arc`, so
+/// A core's handle on a catalog: an `Rc` (non-atomic, per core) around the shared `Arc`, so
 /// taking it per request costs no shared reference-count traffic between cores.
 #[allow(clippy::redundant_allocation)] // the extra allocation is once per reload, per core
-pub type TaxonomyRef = Rc<Arc<Taxonomy>>;
+pub type CatalogRef = Rc<Arc<Catalog>>;
 
 /// A core's reusable buffers for the engine steps of a request.
 #[derive(Debug, Default)]
@@ -116,11 +117,6 @@ struct Plain<'a> {
     head_only: bool,
 }
 
-/// Holds one slot of `limits.max_connections`; released on drop.
-pub struct ConnGuard {
-    dcs: Rc<Dcs>,
-}
-
 // === impl Dcs ===
 
 impl Dcs {
@@ -158,23 +154,22 @@ impl Dcs {
             cookie_attrs: attrs(COOKIE_MAX_AGE_S),
             optout_cookie_attrs: attrs(OPTOUT_MAX_AGE_S),
             rate_limit: RefCell::new(rate::Limiter::new(&cfg.rate_limit)),
-            taxonomy: RefCell::new((0, Rc::new(shared.taxonomy.load_full()))),
+            catalog: RefCell::new((0, Rc::new(shared.catalog.load_full()))),
             work: RefCell::new(Work::default()),
             pairs: RefCell::new(params::Pairs::default()),
             scratch: RefCell::new(Vec::with_capacity(512)),
-            open: Cell::new(0),
             shared,
         }
     }
 
-    /// The current taxonomy, re-loaded after a reload. A request takes it once and uses that
-    /// one to the end (requests in flight finish on the old taxonomy). An `Rc` of this core's
+    /// The current catalog, re-loaded after a reload. A request takes it once and uses that
+    /// one to the end (requests in flight finish on the old catalog). An `Rc` of this core's
     /// `Arc`, so requests never touch the shared reference count.
-    pub fn taxonomy(&self) -> TaxonomyRef {
-        let generation = self.shared.taxonomy_generation.load(Ordering::Acquire);
-        let mut cached = self.taxonomy.borrow_mut();
+    pub fn catalog(&self) -> CatalogRef {
+        let generation = self.shared.catalog_generation.load(Ordering::Acquire);
+        let mut cached = self.catalog.borrow_mut();
         if cached.0 != generation {
-            *cached = (generation, Rc::new(self.shared.taxonomy.load_full()));
+            *cached = (generation, Rc::new(self.shared.catalog.load_full()));
         }
         cached.1.clone()
     }
@@ -182,25 +177,6 @@ impl Dcs {
     /// Process-wide state.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
-    }
-
-    /// Open connections on this core.
-    pub fn open_connections(&self) -> usize {
-        self.open.get()
-    }
-
-    /// Takes a connection slot, or `None` when `max` connections are open process-wide (the
-    /// caller closes the new connection at once).
-    pub fn try_open_connection(self: &Rc<Self>, max: usize) -> Option<ConnGuard> {
-        let metrics = self.shared.metrics.core(self.index);
-        if self.shared.open_conns.fetch_add(1, Ordering::Relaxed) >= max {
-            self.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
-            metrics.conn_rejected();
-            return None;
-        }
-        metrics.conn_opened();
-        self.open.set(self.open.get() + 1);
-        Some(ConnGuard { dcs: self.clone() })
     }
 
     /// A fresh transaction ID, unique within this process.
@@ -316,15 +292,5 @@ impl Service for Dcs {
 
     fn record(&self, done: Completed, elapsed: Duration) {
         self.shared.metrics.core(self.index).record(done.route, done.status, elapsed);
-    }
-}
-
-// === impl ConnGuard ===
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        self.dcs.open.set(self.dcs.open.get().saturating_sub(1));
-        self.dcs.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
-        self.dcs.shared.metrics.core(self.dcs.index).conn_closed();
     }
 }

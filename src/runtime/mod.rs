@@ -1,78 +1,56 @@
 //! Threads and sockets: one pinned monoio runtime per core, each with its own `SO_REUSEPORT`
-//! listener per address, plus the process-wide state they share.
+//! listener per address, running a per-core service built by a factory.
 //!
 //! [`Server::start`] binds every socket before any worker starts (so a taken port fails
 //! start-up cleanly, and port 0 resolves to one port shared by all cores), chooses the IO
-//! driver once (io_uring with `COOP_TASKRUN`, else epoll), starts the workers and returns when
-//! every core is accepting. [`Server::drain`] stops them. Only this module and `main` know
-//! about threads.
+//! driver once (io_uring with `COOP_TASKRUN`, else epoll), starts the workers — each builds its
+//! service with the factory on its own thread — and returns when every core is accepting.
+//! [`Server::drain`] stops them. The runtime knows threads, sockets, connection budgets and
+//! drain; it knows nothing of what the service does with a request.
 
 pub mod notify;
-pub mod shutdown;
 mod worker;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
 
-use crate::config::{Config, Driver, Taxonomy};
-use crate::http::conn::ListenerKind;
+use crate::config::{Config, Driver};
+use crate::http::conn::{ConnConfig, ListenerKind, Service};
 use crate::metrics::Registry;
-use crate::table::snapshot::{self, Snapshotter};
-use crate::table::{ProfileTable, TableConfig};
 
-/// State shared by all cores. Read-mostly; the only writes are the connection count, the
-/// drain flag and the taxonomy swap on reload.
-pub struct Shared {
-    /// The configuration (fixed for the life of the process).
-    pub config: Arc<Config>,
-    /// The current taxonomy; a reload swaps it, requests in flight keep the old one.
-    pub taxonomy: ArcSwap<Taxonomy>,
-    /// Bumped after every swap of `taxonomy`, so workers can cache their `Arc` and re-load it
-    /// only when this changes (one relaxed load per request instead of an arc-swap guard).
-    pub taxonomy_generation: CachePadded<AtomicU64>,
-    /// Every core's metrics.
-    pub metrics: Registry,
-    /// Open client connections, all cores (for `limits.max_connections`).
-    pub open_conns: CachePadded<AtomicUsize>,
-    /// Set once by `main` when draining starts.
-    pub draining: AtomicBool,
-    /// Every profile and ID mapping (the only shared mutable state on the request path).
-    pub table: Arc<ProfileTable>,
+/// How often a worker looks at the process-wide drain flag.
+const WATCH_INTERVAL: Duration = Duration::from_millis(20);
+
+/// What the runtime is started with.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Public listeners (every route when `admin_listen` is empty).
+    pub listen: Vec<SocketAddr>,
+    /// Admin listeners (`/healthz`, `/metrics` only).
+    pub admin_listen: Vec<SocketAddr>,
+    /// Worker threads (see [`worker_count`]).
+    pub threads: usize,
+    /// Which IO driver to use.
+    pub driver: Driver,
+    /// Per-connection limits and time-outs.
+    pub conn: ConnConfig,
+    /// Open client connections allowed in the process (`limits.max_connections`).
+    pub max_connections: usize,
 }
 
-// === impl Shared ===
-
-impl Shared {
-    /// Replaces the taxonomy (reload); workers pick it up on their next request.
-    pub fn swap_taxonomy(&self, t: Arc<Taxonomy>) {
-        self.taxonomy.store(t);
-        self.taxonomy_generation.fetch_add(1, Ordering::Release);
-    }
-
-    /// State for `threads` workers, with an empty profile table.
-    pub fn new(config: Config, threads: usize) -> Shared {
-        let table = Arc::new(ProfileTable::new(table_config(&config)));
-        Shared::with_table(config, threads, table)
-    }
-
-    /// State for `threads` workers around an existing (restored) table.
-    pub fn with_table(config: Config, threads: usize, table: Arc<ProfileTable>) -> Shared {
-        Shared {
-            table,
-            taxonomy: ArcSwap::new(config.taxonomy.clone()),
-            taxonomy_generation: CachePadded::new(AtomicU64::new(0)),
-            config: Arc::new(config),
-            metrics: Registry::new(threads),
-            open_conns: CachePadded::new(AtomicUsize::new(0)),
-            draining: AtomicBool::new(false),
-        }
-    }
+/// Process-wide runtime state the workers share.
+struct State {
+    /// Open client connections, all cores (for `max_connections`).
+    open_conns: CachePadded<AtomicUsize>,
+    /// Set once when draining starts.
+    draining: AtomicBool,
+    /// The service's metrics; the runtime counts connections in each worker's block.
+    metrics: Arc<Registry>,
 }
 
 /// The IO driver the workers run, decided once at start-up.
@@ -86,13 +64,11 @@ pub enum IoDriver {
 
 /// The running workers.
 pub struct Server {
-    shared: Arc<Shared>,
+    state: Arc<State>,
     workers: Vec<JoinHandle<()>>,
     addrs: Vec<SocketAddr>,
     admin_addrs: Vec<SocketAddr>,
     driver: IoDriver,
-    /// Writes the table every `store.snapshot_interval_s` (when `store.snapshot_path` is set).
-    snapshotter: Option<Snapshotter>,
 }
 
 /// Why the server could not start.
@@ -107,44 +83,69 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// One listener socket per worker for every address, tagged with its kind.
+type Sockets = Vec<Vec<(std::net::TcpListener, ListenerKind)>>;
+
+// === impl RuntimeConfig ===
+
+impl RuntimeConfig {
+    /// `[server]` and `[limits]` with `threads` workers.
+    pub fn from_config(config: &Config, threads: usize) -> RuntimeConfig {
+        let (s, l) = (&config.server, &config.limits);
+        RuntimeConfig {
+            listen: s.listen.clone(),
+            admin_listen: s.admin_listen.clone(),
+            threads,
+            driver: s.driver,
+            conn: ConnConfig {
+                head: crate::http::HeadLimits {
+                    max_uri_bytes: l.max_uri_bytes,
+                    max_header_bytes: l.max_header_bytes,
+                    max_body_bytes: l.max_body_bytes,
+                },
+                header_timeout: Duration::from_millis(l.header_timeout_ms),
+                keepalive_timeout: Duration::from_millis(l.keepalive_timeout_ms),
+            },
+            max_connections: l.max_connections,
+        }
+    }
+}
+
+/// Workers for `server.threads`: the number asked, or with 0 one per CPU this process may run
+/// on (honours `taskset` and systemd `CPUAffinity=`).
+pub fn worker_count(threads: usize) -> usize {
+    if threads == 0 {
+        allowed_cpus().len()
+    } else {
+        threads
+    }
+}
+
 // === impl Server ===
 
 impl Server {
-    /// Binds, starts one worker per core and waits until every worker accepts.
+    /// Binds, starts `cfg.threads` workers, each serving with `factory(worker_index)` built on
+    /// its own thread, and waits until every worker accepts. `metrics` has a block per worker;
+    /// the runtime counts connections there.
     ///
     /// # Errors
     /// A socket that cannot be bound, io_uring forced but unavailable, or a worker that fails
     /// to start its runtime.
-    pub fn start(config: Config) -> Result<Server, StartError> {
-        // The snapshot is restored before any socket is bound.
-        let table = Arc::new(restore_table(&config));
+    pub fn start<F, S>(cfg: RuntimeConfig, metrics: Arc<Registry>, factory: F) -> Result<Server, StartError>
+    where
+        F: Fn(usize) -> S + Send + Sync + 'static,
+        S: Service + 'static,
+    {
         let cpus = allowed_cpus();
-        let threads = if config.server.threads == 0 { cpus.len() } else { config.server.threads };
-        let driver = choose_driver(config.server.driver)?;
-        let admin = !config.server.admin_listen.is_empty();
-        let public_kind = if admin { ListenerKind::Public } else { ListenerKind::All };
-        let mut sockets: Vec<Vec<(std::net::TcpListener, ListenerKind)>> =
-            (0..threads).map(|_| Vec::new()).collect();
-        let mut addrs = Vec::new();
-        let mut admin_addrs = Vec::new();
-        for (list, kind) in
-            [(&config.server.listen, public_kind), (&config.server.admin_listen, ListenerKind::Admin)]
-        {
-            for addr in list {
-                let bound = bind_group(*addr, threads)?;
-                let local = bound[0].local_addr().map_err(|e| StartError(format!("{addr}: {e}")))?;
-                if kind == ListenerKind::Admin {
-                    admin_addrs.push(local)
-                } else {
-                    addrs.push(local)
-                }
-                for (i, l) in bound.into_iter().enumerate() {
-                    sockets[i].push((l, kind));
-                }
-            }
-        }
-        let snapshotter = start_snapshotter(&config, &table)?;
-        let shared = Arc::new(Shared::with_table(config, threads, table));
+        let threads = cfg.threads.max(1);
+        let driver = choose_driver(cfg.driver)?;
+        let (sockets, addrs, admin_addrs) = bind_all(&cfg, threads)?;
+        let state = Arc::new(State {
+            open_conns: CachePadded::new(AtomicUsize::new(0)),
+            draining: AtomicBool::new(false),
+            metrics,
+        });
+        let factory = Arc::new(factory);
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut workers = Vec::with_capacity(threads);
         for (i, listeners) in sockets.into_iter().enumerate() {
@@ -153,12 +154,14 @@ impl Server {
                 cpu: cpus[i % cpus.len()],
                 driver,
                 listeners,
-                shared: shared.clone(),
+                conn: cfg.conn,
+                max_connections: cfg.max_connections,
+                state: state.clone(),
             };
-            let tx = ready_tx.clone();
+            let (tx, factory) = (ready_tx.clone(), factory.clone());
             let h = std::thread::Builder::new()
                 .name(format!("w{i}"))
-                .spawn(move || worker::run(spec, tx))
+                .spawn(move || worker::run(spec, &*factory, tx))
                 .map_err(|e| StartError(format!("cannot start worker w{i}: {e}")))?;
             workers.push(h);
         }
@@ -170,7 +173,7 @@ impl Server {
                 Err(_) => return Err(StartError("a worker exited during start-up".into())),
             }
         }
-        Ok(Server { shared, workers, addrs, admin_addrs, driver, snapshotter })
+        Ok(Server { state, workers, addrs, admin_addrs, driver })
     }
 
     /// The public listeners' addresses (port 0 resolved).
@@ -193,17 +196,12 @@ impl Server {
         self.workers.len()
     }
 
-    /// State shared with the workers.
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
     /// Stops accepting, lets requests in flight finish within `grace`, and returns whether
     /// every worker finished in time.
     #[allow(clippy::disallowed_methods)] // main thread, not a worker
     pub fn drain(self, grace: Duration) -> bool {
-        self.shared.draining.store(true, Ordering::Release);
-        let deadline = Instant::now() + grace + shutdown::WATCH_INTERVAL;
+        self.state.draining.store(true, Ordering::Release);
+        let deadline = Instant::now() + grace + WATCH_INTERVAL;
         for w in &self.workers {
             while !w.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
@@ -215,69 +213,34 @@ impl Server {
                 let _ = w.join();
             }
         }
-        if let Some(s) = self.snapshotter {
-            match s.stop_and_write_final() {
-                Ok(st) => crate::log!(Info, "snapshot written: {} profiles, {} bytes", st.profiles, st.bytes),
-                Err(e) => crate::log!(Error, "final snapshot failed: {e}"),
-            }
-        }
         all
     }
 }
 
-/// `[store]` (and the taxonomy's trait TTL) as table limits.
-fn table_config(config: &Config) -> TableConfig {
-    TableConfig {
-        max_profiles: config.store.max_profiles,
-        max_traits_per_profile: config.store.max_traits_per_profile,
-        history_days: u16::try_from(config.taxonomy.trait_ttl_days).unwrap_or(u16::MAX),
-        deny: crate::table::DenyRule {
-            max_requests: config.denylist.max_requests,
-            window_s: config.denylist.window_s,
-            ttl_s: config.denylist.ttl_s,
-        },
-        ..TableConfig::default()
-    }
-}
-
-/// The table from `store.snapshot_path`, or an empty one. A missing file starts empty; a torn
-/// or corrupt one is refused with one log line and the daemon starts empty — never half-loaded.
-fn restore_table(config: &Config) -> ProfileTable {
-    let limits = table_config(config);
-    let path = std::path::Path::new(&config.store.snapshot_path);
-    if config.store.snapshot_path.is_empty() {
-        return ProfileTable::new(limits);
-    }
-    if !path.exists() {
-        crate::log!(Info, "no snapshot at {}; starting with an empty profile table", path.display());
-        return ProfileTable::new(limits);
-    }
-    let t0 = Instant::now();
-    match snapshot::restore(path, limits.clone()) {
-        Ok((table, st)) => {
-            let ms = t0.elapsed().as_millis();
-            crate::log!(Info, "restored {} profiles from {} in {ms} ms", st.profiles, path.display());
-            table
-        }
-        Err(e) => {
-            crate::log!(
-                Error,
-                "snapshot {} refused ({e}); starting with an empty profile table",
-                path.display()
-            );
-            ProfileTable::new(limits)
+/// Binds every address `threads` times; returns the sockets per worker and the public and
+/// admin addresses with port 0 resolved.
+fn bind_all(
+    cfg: &RuntimeConfig,
+    threads: usize,
+) -> Result<(Sockets, Vec<SocketAddr>, Vec<SocketAddr>), StartError> {
+    let public_kind = if cfg.admin_listen.is_empty() { ListenerKind::All } else { ListenerKind::Public };
+    let mut sockets: Sockets = (0..threads).map(|_| Vec::new()).collect();
+    let (mut addrs, mut admin_addrs) = (Vec::new(), Vec::new());
+    for (list, kind) in [(&cfg.listen, public_kind), (&cfg.admin_listen, ListenerKind::Admin)] {
+        for addr in list {
+            let bound = bind_group(*addr, threads)?;
+            let local = bound[0].local_addr().map_err(|e| StartError(format!("{addr}: {e}")))?;
+            if kind == ListenerKind::Admin {
+                admin_addrs.push(local)
+            } else {
+                addrs.push(local)
+            }
+            for (i, l) in bound.into_iter().enumerate() {
+                sockets[i].push((l, kind));
+            }
         }
     }
-}
-
-fn start_snapshotter(config: &Config, table: &Arc<ProfileTable>) -> Result<Option<Snapshotter>, StartError> {
-    if config.store.snapshot_path.is_empty() {
-        return Ok(None);
-    }
-    let interval = Duration::from_secs(u64::from(config.store.snapshot_interval_s.max(1)));
-    snapshot::spawn_snapshotter(table.clone(), config.store.snapshot_path.clone().into(), interval)
-        .map(Some)
-        .map_err(|e| StartError(format!("cannot start the snapshot thread: {e}")))
+    Ok((sockets, addrs, admin_addrs))
 }
 
 /// Chooses the driver once: io_uring with `COOP_TASKRUN` if the kernel sets it up.

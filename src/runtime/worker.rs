@@ -1,6 +1,8 @@
-//! One worker: a pinned thread running its own monoio runtime, its listeners' accept loops,
-//! its connections and its drain watcher. Nothing here waits on another core.
+//! One worker: a pinned thread running its own monoio runtime, its service, its listeners'
+//! accept loops, its connections and its drain watcher. Nothing here waits on another core.
 
+use std::cell::Cell;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
@@ -9,11 +11,10 @@ use std::time::Duration;
 
 use monoio::net::TcpListener;
 
-use crate::http::conn::{self, ConnConfig, ListenerKind};
-use crate::pipeline::Dcs;
+use crate::http::conn::{self, ConnConfig, ListenerKind, Service};
+use crate::http::drain::Drain;
 
-use super::shutdown::{Drain, WATCH_INTERVAL};
-use super::{IoDriver, Shared};
+use super::{IoDriver, State, WATCH_INTERVAL};
 
 /// io_uring submission queue entries per worker.
 const URING_ENTRIES: u32 = 1024;
@@ -24,19 +25,39 @@ pub(super) struct Spec {
     pub cpu: usize,
     pub driver: IoDriver,
     pub listeners: Vec<(std::net::TcpListener, ListenerKind)>,
-    pub shared: Arc<Shared>,
+    pub conn: ConnConfig,
+    pub max_connections: usize,
+    pub state: Arc<State>,
+}
+
+/// This worker's share of the connection budget.
+struct Budget {
+    index: usize,
+    max: usize,
+    /// Open connections on this core.
+    open: Cell<usize>,
+    state: Arc<State>,
+}
+
+/// Holds one slot of the connection budget; released on drop.
+struct Slot {
+    budget: Rc<Budget>,
 }
 
 /// io_uring setup with `COOP_TASKRUN`: completions are not delivered by task-work interrupts,
-/// which cost 1.5–1.7× CPU per request on this kind of VM (shared/bench RESULTS §4).
+/// which cost 1.5–1.7× CPU per request on this kind of VM (docs/architecture.md §1).
 pub(super) fn uring_builder() -> io_uring::Builder {
     let mut b = io_uring::IoUring::builder();
     b.setup_coop_taskrun();
     b
 }
 
-/// Thread body: pin, build the runtime, serve until drained.
-pub(super) fn run(spec: Spec, ready: Sender<Result<(), String>>) {
+/// Thread body: pin, build the runtime, build the service, serve until drained.
+pub(super) fn run<F, S>(spec: Spec, factory: &F, ready: Sender<Result<(), String>>)
+where
+    F: Fn(usize) -> S,
+    S: Service + 'static,
+{
     if let Err(e) = monoio::utils::bind_to_cpu_set([spec.cpu]) {
         crate::log!(Warn, "w{}: cannot pin to CPU {}: {e}", spec.index, spec.cpu);
     }
@@ -47,35 +68,34 @@ pub(super) fn run(spec: Spec, ready: Sender<Result<(), String>>) {
             .with_entries(URING_ENTRIES)
             .enable_timer()
             .build()
-            .map(|mut rt| rt.block_on(serve(spec, ready.clone()))),
+            .map(|mut rt| rt.block_on(serve(spec, factory, ready.clone()))),
         IoDriver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()
-            .map(|mut rt| rt.block_on(serve(spec, ready.clone()))),
+            .map(|mut rt| rt.block_on(serve(spec, factory, ready.clone()))),
     };
     if let Err(e) = built {
         let _ = ready.send(Err(format!("w{index}: cannot start the IO runtime: {e}")));
     }
 }
 
-async fn serve(spec: Spec, ready: Sender<Result<(), String>>) {
-    let Spec { index, listeners, shared, .. } = spec;
-    let dcs = Rc::new(Dcs::new(index, shared.clone()));
+async fn serve<F, S>(spec: Spec, factory: &F, ready: Sender<Result<(), String>>)
+where
+    F: Fn(usize) -> S,
+    S: Service + 'static,
+{
+    let Spec { index, listeners, conn, max_connections, state, .. } = spec;
+    // Built here, on the worker's own thread and runtime: the service holds per-core state.
+    let svc = Rc::new(factory(index));
     let drain = Rc::new(Drain::new());
-    let l = &shared.config.limits;
-    let cfg = ConnConfig {
-        head: crate::http::HeadLimits {
-            max_uri_bytes: l.max_uri_bytes,
-            max_header_bytes: l.max_header_bytes,
-            max_body_bytes: l.max_body_bytes,
-        },
-        header_timeout: Duration::from_millis(l.header_timeout_ms),
-        keepalive_timeout: Duration::from_millis(l.keepalive_timeout_ms),
-    };
+    let budget = Rc::new(Budget { index, max: max_connections, open: Cell::new(0), state: state.clone() });
     let mut accepting = Vec::new();
     for (std_listener, kind) in listeners {
         match TcpListener::from_std(std_listener) {
-            Ok(l) => accepting.push(monoio::spawn(accept_loop(l, kind, dcs.clone(), cfg, drain.clone()))),
+            Ok(l) => {
+                let task = accept_loop(l, kind, svc.clone(), conn, drain.clone(), budget.clone());
+                accepting.push(monoio::spawn(task));
+            }
             Err(e) => {
                 let _ = ready.send(Err(format!("w{index}: cannot register listener: {e}")));
                 return;
@@ -84,26 +104,26 @@ async fn serve(spec: Spec, ready: Sender<Result<(), String>>) {
     }
     let _ = ready.send(Ok(()));
     drop(ready);
-    while !shared.draining.load(Ordering::Acquire) {
+    while !state.draining.load(Ordering::Acquire) {
         monoio::time::sleep(WATCH_INTERVAL).await;
     }
     drain.trigger();
     for a in accepting {
         a.await;
     }
-    while dcs.open_connections() > 0 {
+    while budget.open.get() > 0 {
         monoio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
-async fn accept_loop(
+async fn accept_loop<S: Service + 'static>(
     listener: TcpListener,
     kind: ListenerKind,
-    dcs: Rc<Dcs>,
+    svc: Rc<S>,
     cfg: ConnConfig,
     drain: Rc<Drain>,
+    budget: Rc<Budget>,
 ) {
-    let max = dcs.shared().config.limits.max_connections;
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
@@ -111,14 +131,14 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let Some(guard) = dcs.try_open_connection(max) else {
+                let Some(slot) = Budget::try_take(&budget, peer) else {
                     drop(stream);
                     continue;
                 };
-                let (dcs, drain) = (dcs.clone(), drain.clone());
+                let (svc, drain) = (svc.clone(), drain.clone());
                 monoio::spawn(async move {
-                    conn::serve(stream, peer, kind, dcs, cfg, drain).await;
-                    drop(guard);
+                    conn::serve(stream, peer, kind, svc, cfg, drain).await;
+                    drop(slot);
                 });
             }
             Err(e) => {
@@ -127,5 +147,34 @@ async fn accept_loop(
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
         }
+    }
+}
+
+// === impl Budget ===
+
+impl Budget {
+    /// Takes a connection slot, or `None` when `max` connections are open process-wide (the
+    /// caller closes the new connection at once).
+    fn try_take(this: &Rc<Budget>, _peer: SocketAddr) -> Option<Slot> {
+        let metrics = this.state.metrics.core(this.index);
+        if this.state.open_conns.fetch_add(1, Ordering::Relaxed) >= this.max {
+            this.state.open_conns.fetch_sub(1, Ordering::Relaxed);
+            metrics.conn_rejected();
+            return None;
+        }
+        metrics.conn_opened();
+        this.open.set(this.open.get() + 1);
+        Some(Slot { budget: this.clone() })
+    }
+}
+
+// === impl Slot ===
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let b = &self.budget;
+        b.open.set(b.open.get().saturating_sub(1));
+        b.state.open_conns.fetch_sub(1, Ordering::Relaxed);
+        b.state.metrics.core(b.index).conn_closed();
     }
 }

@@ -78,49 +78,35 @@ impl Daemon {
         let log2 = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap().to_string();
-                    let _ = tx.send((line.contains("admin listening"), addr));
+                // `ready: public=A,B admin=C|- workers=N driver=D`, once every listener accepts.
+                if let Some(rest) = line.split("ready: ").nth(1) {
+                    let _ = tx.send(rest.to_string());
                 }
                 log2.lock().unwrap().push(line);
             }
         });
-        let mut addr = None;
-        let mut admin = None;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while addr.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok((true, a)) => admin = Some(a.parse().unwrap()),
-                Ok((false, a)) => addr = Some(a.parse().unwrap()),
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("dcsd did not start: {:?}", log.lock().unwrap());
-                }
+        let ready = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(r) => r,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("dcsd did not start: {:?}", log.lock().unwrap());
             }
-        }
-        // Admin lines follow the public ones; give them a moment when expected.
-        if args.iter().any(|a| a.contains("admin")) || admin.is_none() {
-            if let Ok((true, a)) = rx.recv_timeout(Duration::from_millis(200)) {
-                admin = Some(a.parse().unwrap());
-            }
-        }
-        let d = Daemon { child, addr: addr.unwrap(), admin, log, _dir: None };
+        };
+        let field = |name: &str| -> Vec<SocketAddr> {
+            let v = ready.split_whitespace().find_map(|f| f.strip_prefix(name)).unwrap_or("-");
+            v.split(',').filter(|a| *a != "-" && !a.is_empty()).map(|a| a.parse().unwrap()).collect()
+        };
+        let addr = field("public=").first().copied();
+        let admin = field("admin=").first().copied();
+        let d = Daemon { child, addr: addr.expect("a public listener"), admin, log, _dir: None };
         d.wait_healthy(admin.unwrap_or(d.addr));
         d
     }
 
+    /// The ready line comes once every listener accepts, so `/healthz` answers at once.
     fn wait_healthy(&self, at: SocketAddr) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(r) = try_request(at, b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n") {
-                if r.status == 200 {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "dcsd never became healthy");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let r = try_request(at, b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        assert_eq!(r.map(|r| r.status).ok(), Some(200), "dcsd not healthy after its ready line");
     }
 
     pub fn connect(&self) -> TcpStream {

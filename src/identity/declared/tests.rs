@@ -1,11 +1,12 @@
 use super::*;
+use crate::catalog::Catalog;
 
-fn taxonomy() -> Taxonomy {
+fn taxonomy() -> Catalog {
     let doc = br#"{"customers":[{"id":1,"hosts":["a"]},{"id":2,"hosts":["b"]}],
         "data_sources":[{"dpid":10,"ic":"crm","owner":1},
                         {"dpid":20,"owner":2,"shared_with":[1]},
                         {"dpid":30,"owner":2}]}"#;
-    Taxonomy::parse(doc).expect("test taxonomy")
+    Catalog::from_json(doc).expect("test taxonomy")
 }
 
 /// Kept IDs, error codes, error messages.

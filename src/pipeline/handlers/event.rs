@@ -11,7 +11,7 @@
 
 use rand::RngCore;
 
-use crate::config::Taxonomy;
+use crate::catalog::Catalog;
 use crate::engine::{DestRequest, RealizeCtx};
 use crate::http::conn::Request;
 use crate::http::response::{push_conn_header, push_u64};
@@ -44,7 +44,7 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     if req.head.method == Method::Options {
         return preflight(dcs, req, out);
     }
-    let tax = dcs.taxonomy();
+    let tax = dcs.catalog();
     let buf = req.buf;
     let query = req.head.query.map_or(&b""[..], |q| q.get(buf));
     let form = if req.head.method == Method::Post && is_form(req) { req.body } else { &b""[..] };
@@ -62,16 +62,15 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     // An invalid request (311, 1, 100, 2) gets no profile ID and no cookie (http-api §6.5).
     let answer = view.and_then(|view| {
         let customer = check_host_and_org(&tax, req, &ctl, &mut errors)?;
-        let cts = tax.customers.iter().any(|c| c.id == customer && c.cts);
-        let request = Valid { tax: &tax, req, view, ctl: &ctl, customer };
-        Some(Answer { uuid: request.evaluate(dcs, &mut work, &mut errors), cts })
+        let request = Valid { tax: &tax, req, view, ctl: &ctl, customer: customer.id };
+        Some(Answer { uuid: request.evaluate(dcs, &mut work, &mut errors), cts: customer.cts })
     });
     respond(dcs, &tax, req, &ctl, answer.as_ref(), &work, &mut errors, out)
 }
 
 /// A valid request and what it is evaluated against.
 struct Valid<'r, 'a> {
-    tax: &'r Taxonomy,
+    tax: &'r Catalog,
     req: &'r Request<'a>,
     view: View<'r>,
     ctl: &'r Control<'r>,
@@ -194,7 +193,7 @@ fn parse_u64(v: &[u8]) -> Option<u64> {
 #[allow(clippy::too_many_arguments)]
 fn respond(
     dcs: &Dcs,
-    tax: &Taxonomy,
+    tax: &Catalog,
     req: &Request<'_>,
     ctl: &Control<'_>,
     answer: Option<&Answer>,
@@ -251,7 +250,7 @@ struct Json<'a> {
 fn render_json(
     out: &mut Vec<u8>,
     dcs: &Dcs,
-    tax: &Taxonomy,
+    tax: &Catalog,
     ctl: &Control<'_>,
     answer: Option<&Answer>,
     work: &Work,

@@ -10,7 +10,7 @@
 //! denylisted 307, no consent 315, invalid request) maps nothing, sets no cookie and does not
 //! redirect.
 
-use crate::config::Taxonomy;
+use crate::catalog::Catalog;
 use crate::http::conn::Request;
 use crate::identity::declared::DeclaredId;
 
@@ -30,7 +30,7 @@ pub fn ibs(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     let path = req.head.path.get(req.buf);
     let after_colon = path.iter().position(|&b| b == b':').map_or(&b""[..], |i| &path[i + 1..]);
     let query = req.head.query.map_or(&b""[..], |q| q.get(req.buf));
-    let tax = dcs.taxonomy();
+    let tax = dcs.catalog();
     let mut pairs = dcs.pairs.borrow_mut();
     let mut errors = Vec::new();
     let Ok(view) = pairs.decode(after_colon, query) else {
@@ -39,7 +39,7 @@ pub fn ibs(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     };
     let ctl = Control::from_view(&view);
     let redir = view.raw_first(b"redir");
-    let Some(customer) = check_host_and_org(&tax, req, &ctl, &mut errors) else {
+    let Some(customer) = check_host_and_org(&tax, req, &ctl, &mut errors).map(|c| c.id) else {
         return pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
     };
     let now = now_s();
@@ -91,19 +91,9 @@ fn sync(
 
 /// Whether `url` is an absolute `http`/`https` URL, safe to put in a header, whose host is a
 /// `sync_redirect_domains` entry (or a subdomain of one) of a kept ID's data source.
-fn allowed_redirect(taxonomy: &Taxonomy, url: &[u8], declared: &[DeclaredId<'_>]) -> bool {
+fn allowed_redirect(catalog: &Catalog, url: &[u8], declared: &[DeclaredId<'_>]) -> bool {
     let Some(host) = redirect_host(url) else { return false };
-    declared.iter().any(|d| {
-        taxonomy.data_sources.iter().filter(|s| s.dpid == d.dpid).any(|s| {
-            s.sync_redirect_domains.iter().any(|dom| {
-                let dom = dom.as_bytes();
-                host.eq_ignore_ascii_case(dom)
-                    || (host.len() > dom.len()
-                        && host[host.len() - dom.len() - 1] == b'.'
-                        && host[host.len() - dom.len()..].eq_ignore_ascii_case(dom))
-            })
-        })
-    })
+    declared.iter().any(|d| catalog.redirect_allowed(d.dpid, host))
 }
 
 /// The host of an absolute `http`/`https` URL; `None` for anything else, for user info

@@ -2,9 +2,10 @@
 //! declared IDs (validated, then denylisted), the `demdex` cookie, the profile ID, the ECID and
 //! consent.
 
-use crate::config::Taxonomy;
+use crate::catalog::{Catalog, Customer};
+use crate::config::taxonomy::global_device;
 use crate::http::conn::Request;
-use crate::identity::declared::{global_device, DeclaredId};
+use crate::identity::declared::DeclaredId;
 use crate::identity::{cookie_value, Uuid};
 use crate::privacy::tcf::TcString;
 use crate::table::{IdRef, Profile};
@@ -48,21 +49,21 @@ pub fn now_s() -> u64 {
 /// The host's customer (http-api §6.5): error 100 without a `Host` (HTTP/1.0), 1 for an unknown
 /// host, 2 for a `d_orgid` the taxonomy does not know. Any of them makes the request invalid.
 pub fn check_host_and_org(
-    taxonomy: &Taxonomy,
+    catalog: &Catalog,
     req: &Request<'_>,
     ctl: &Control<'_>,
     errors: &mut Vec<DcsError>,
-) -> Option<u32> {
+) -> Option<Customer> {
     let Some(host) = req.head.host.map(|h| host_without_port(h.get(req.buf))) else {
         errors.push(DcsError { code: 100, msg: "Could not retrieve host name for the request".into() });
         return None;
     };
-    let Some(customer) = taxonomy.customer_for_host(host) else {
+    let Some(customer) = catalog.customer_for_host(host) else {
         let msg = format!("Could not find config for hostname: {}", String::from_utf8_lossy(host));
         errors.push(DcsError { code: 1, msg });
         return None;
     };
-    if let Some(org) = ctl.orgid.filter(|o| taxonomy.customer_for_org(o).is_none()) {
+    if let Some(org) = ctl.orgid.filter(|o| catalog.customer_for_org(o).is_none()) {
         let msg = format!(
             "Invalid d_orgid value (could not find a config for this org id): {}",
             String::from_utf8_lossy(org)
@@ -86,7 +87,7 @@ pub fn host_without_port(h: &[u8]) -> &[u8] {
 /// data source).
 pub fn declared_ids<'a>(
     dcs: &Dcs,
-    taxonomy: &Taxonomy,
+    catalog: &Catalog,
     ctl: &Control<'a>,
     customer: u32,
     now_s: u64,
@@ -96,7 +97,7 @@ pub fn declared_ids<'a>(
         return Vec::new();
     }
     let mut found = Vec::new();
-    let mut kept = crate::identity::declared::resolve(&ctl.declared, taxonomy, customer, &mut found);
+    let mut kept = crate::identity::declared::resolve(&ctl.declared, catalog, customer, &mut found);
     errors.extend(found.into_iter().map(|(code, msg)| DcsError { code, msg }));
     kept.retain(|d| {
         if !dcs.shared.table.note_id(IdRef::Declared(d.dpid, d.dpuuid), now_s) {

@@ -9,7 +9,7 @@
 //! then mapped to; else, for an ECID, the profile mapped to it, the cookie's or a new one,
 //! which the ECID is then mapped to. Later `/event` calls for that profile answer 171.
 
-use crate::config::Taxonomy;
+use crate::catalog::Catalog;
 use crate::http::conn::Request;
 use crate::identity::Uuid;
 
@@ -23,7 +23,7 @@ use super::render::{pixel, DcsError, SetCookie, INVALID_PARAMETERS};
 /// Answers `/demoptout` and `/demoptout.jpg` (GET, HEAD).
 pub fn optout(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     let query = req.head.query.map_or(&b""[..], |q| q.get(req.buf));
-    let tax = dcs.taxonomy();
+    let tax = dcs.catalog();
     let mut pairs = dcs.pairs.borrow_mut();
     let mut errors = Vec::new();
     let Ok(view) = pairs.decode(query, b"") else {
@@ -41,7 +41,7 @@ pub fn optout(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
         return pixel(dcs, req, SetCookie::OptOut, None, &errors, out);
     }
     if let Some(customer) = check_host_and_org(&tax, req, &ctl, &mut errors) {
-        opt_out_partner(dcs, &tax, req, &ctl, customer, now, &mut errors);
+        opt_out_partner(dcs, &tax, req, &ctl, customer.id, now, &mut errors);
     }
     pixel(dcs, req, SetCookie::Nothing, None, &errors, out)
 }
@@ -49,7 +49,7 @@ pub fn optout(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
 /// The partner-level opt-out of the profile the request names.
 fn opt_out_partner(
     dcs: &Dcs,
-    tax: &Taxonomy,
+    tax: &Catalog,
     req: &Request<'_>,
     ctl: &Control<'_>,
     customer: u32,

@@ -1,18 +1,14 @@
 //! Drain: the per-worker signal that stops accepting and closes idle connections.
 //!
-//! `main` sets the process-wide flag in [`crate::runtime::Shared`]; each worker's watcher
-//! task sees it within [`WATCH_INTERVAL`] and triggers its local [`Drain`], which wakes every
-//! task waiting in [`Drain::wait`] (accept loops and idle keep-alive reads). Per-core state:
-//! `Rc`, no locks, no cross-thread wakers.
+//! Whoever runs the workers (the runtime) triggers each worker's [`Drain`] when the process
+//! starts draining; that wakes every task waiting in [`Drain::wait`] (accept loops and idle
+//! keep-alive reads), and connections answer the request in progress with `Connection: close`.
+//! Per-core state: `Rc`, no locks, no cross-thread wakers.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
-
-/// How often a worker looks at the process-wide drain flag.
-pub const WATCH_INTERVAL: Duration = Duration::from_millis(20);
 
 /// One worker's drain signal.
 #[derive(Default)]
@@ -112,24 +108,48 @@ impl Drop for Wait<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    fn block_on(f: impl Future<Output = ()>) {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap().block_on(f);
+    }
 
     #[test]
-    fn slots_are_reused_and_waiters_wake() {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap().block_on(
-            async {
-                let d = std::rc::Rc::new(Drain::new());
-                for _ in 0..100 {
-                    let w = d.wait();
-                    let _ = monoio::time::timeout(Duration::from_millis(0), w).await;
-                }
-                assert!(d.waiters.borrow().len() <= 1, "slots leak: {}", d.waiters.borrow().len());
-                let d2 = d.clone();
-                let h = monoio::spawn(async move { d2.wait().await });
-                monoio::time::sleep(Duration::from_millis(1)).await;
-                d.trigger();
-                h.await;
-                assert!(d.is_draining());
-            },
-        );
+    fn abandoned_waits_give_their_slot_back() {
+        block_on(async {
+            let d = Drain::new();
+            for _ in 0..100 {
+                let _ = monoio::time::timeout(Duration::from_millis(0), d.wait()).await;
+            }
+            assert!(d.waiters.borrow().len() <= 1, "slots leak: {}", d.waiters.borrow().len());
+        });
+    }
+
+    #[test]
+    fn waiters_stay_pending_until_the_trigger_wakes_them() {
+        block_on(async {
+            let d = Rc::new(Drain::new());
+            let woken = Rc::new(std::cell::Cell::new(0));
+            let tasks: Vec<_> = (0..3)
+                .map(|_| {
+                    let (d, woken) = (d.clone(), woken.clone());
+                    monoio::spawn(async move {
+                        d.wait().await;
+                        woken.set(woken.get() + 1);
+                    })
+                })
+                .collect();
+            monoio::time::sleep(Duration::from_millis(5)).await;
+            assert_eq!(woken.get(), 0, "a wait completed before the trigger");
+            d.trigger();
+            for t in tasks {
+                // A waiter that is never woken fails here instead of hanging the test.
+                monoio::time::timeout(Duration::from_secs(1), t).await.expect("waiter woken by trigger");
+            }
+            assert_eq!(woken.get(), 3);
+            // A wait that starts after the trigger completes at once.
+            monoio::time::timeout(Duration::from_millis(50), d.wait()).await.expect("ready after trigger");
+        });
     }
 }

@@ -1,0 +1,277 @@
+//! The catalog: a validated taxonomy document compiled into what requests read.
+//!
+//! [`Catalog::compile`] runs once per load (start-up, `--check`, every reload), off the request
+//! path, and builds an immutable value: the rule [`Engine`] and O(1) lookups — host → customer
+//! (with the customer's flags), Experience Cloud org → customer, integration code → DPID, and
+//! per data source who may use it and where `/ibs:` may redirect. Every core reads the current
+//! catalog through the pipeline's shared handle; a reload compiles a new one and swaps it in,
+//! and requests in flight finish on the one they started with. The serde document
+//! ([`Taxonomy`]) is dropped once compiled.
+//!
+//! Shared, read-only, no IO except [`load`] reading the file.
+
+use rustc_hash::FxHashMap;
+
+use crate::config::taxonomy::{global_device, Counts, Taxonomy};
+use crate::config::{ConfigError, TaxonomySource};
+use crate::engine::Engine;
+use crate::identity::declared::DataSources;
+
+pub use crate::identity::declared::Access;
+
+/// The compiled taxonomy.
+#[derive(Debug)]
+pub struct Catalog {
+    /// Trait rules, segments and destinations.
+    pub engine: Engine,
+    /// Lower-case host name → its customer.
+    hosts: FxHashMap<Box<[u8]>, Customer>,
+    /// Experience Cloud org ID → customer ID.
+    orgs: FxHashMap<Box<[u8]>, u32>,
+    /// Integration code → DPID.
+    ics: FxHashMap<Box<[u8]>, u32>,
+    /// DPID → who may use the data source and where it may redirect.
+    sources: FxHashMap<u32, Source>,
+    /// Days a trait realization lives.
+    trait_ttl_days: u32,
+    /// What the document held, for `--check` and reload log lines.
+    counts: Counts,
+}
+
+/// A host's customer, as a request needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Customer {
+    /// Customer ID.
+    pub id: u32,
+    /// Whether `d_cts` may list traits and segments.
+    pub cts: bool,
+}
+
+/// One declared data source.
+#[derive(Debug)]
+struct Source {
+    owner: u32,
+    shared_with: Box<[u32]>,
+    /// `sync_redirect_domains`, lower-case.
+    redirect_domains: Box<[Box<[u8]>]>,
+}
+
+/// Longest host name looked up (DNS names are at most 253 bytes).
+const MAX_HOST_BYTES: usize = 255;
+
+// === impl Catalog ===
+
+impl Catalog {
+    /// Compiles a validated document.
+    ///
+    /// # Errors
+    /// Every bad rule and out-of-range ID, as `$.traits[3].rule: at 14: expected operator`.
+    pub fn compile(doc: &Taxonomy) -> Result<Catalog, Vec<String>> {
+        let engine = Engine::compile(doc)?;
+        let mut c = Catalog {
+            engine,
+            hosts: FxHashMap::default(),
+            orgs: FxHashMap::default(),
+            ics: FxHashMap::default(),
+            sources: FxHashMap::default(),
+            trait_ttl_days: doc.trait_ttl_days,
+            counts: doc.counts(),
+        };
+        for cu in &doc.customers {
+            let customer = Customer { id: cu.id, cts: cu.cts };
+            for h in &cu.hosts {
+                c.hosts.insert(h.to_ascii_lowercase().into_bytes().into(), customer);
+            }
+            for o in &cu.orgs {
+                c.orgs.insert(o.as_bytes().into(), cu.id);
+            }
+        }
+        for d in &doc.data_sources {
+            let redirect_domains =
+                d.sync_redirect_domains.iter().map(|h| h.to_ascii_lowercase().into_bytes().into()).collect();
+            let source =
+                Source { owner: d.owner, shared_with: d.shared_with.clone().into(), redirect_domains };
+            c.sources.insert(d.dpid, source);
+            if let Some(ic) = &d.ic {
+                c.ics.insert(ic.as_bytes().into(), d.dpid);
+            }
+        }
+        Ok(c)
+    }
+
+    /// Parses, validates and compiles a taxonomy JSON document: validation errors and rule
+    /// errors are reported together.
+    ///
+    /// # Errors
+    /// Every problem found, each as `JSON path: reason`.
+    pub fn from_json(bytes: &[u8]) -> Result<Catalog, Vec<String>> {
+        let (doc, mut errors) = Taxonomy::parse_unchecked(bytes)?;
+        match Catalog::compile(&doc) {
+            Ok(c) if errors.is_empty() => Ok(c),
+            Ok(_) => Err(errors),
+            Err(rule_errors) => {
+                errors.extend(rule_errors);
+                Err(errors)
+            }
+        }
+    }
+
+    /// The customer whose hosts include `host` (matched case-insensitively; pass it without
+    /// the port).
+    pub fn customer_for_host(&self, host: &[u8]) -> Option<Customer> {
+        if !host.iter().any(u8::is_ascii_uppercase) {
+            return self.hosts.get(host).copied(); // the common case: no copy
+        }
+        if host.len() > MAX_HOST_BYTES {
+            return None;
+        }
+        let mut lower = [0u8; MAX_HOST_BYTES];
+        let lower = &mut lower[..host.len()];
+        lower.copy_from_slice(host);
+        lower.make_ascii_lowercase();
+        self.hosts.get(&*lower).copied()
+    }
+
+    /// The customer of an Experience Cloud org ID (`d_orgid`).
+    pub fn customer_for_org(&self, org: &[u8]) -> Option<u32> {
+        self.orgs.get(org).copied()
+    }
+
+    /// Whether `customer` may use data source `dpid` (global device sources: always).
+    pub fn access(&self, dpid: u32, customer: u32) -> Access {
+        match self.sources.get(&dpid) {
+            Some(s) if s.owner == customer || s.shared_with.contains(&customer) => Access::Allowed,
+            Some(_) => Access::Unauthorized,
+            None if global_device(dpid).is_some() => Access::Allowed,
+            None => Access::Unknown,
+        }
+    }
+
+    /// The DPID of an integration code (`DSID_<DPID>` for global device sources).
+    pub fn dpid_for_ic(&self, ic: &[u8]) -> Option<u32> {
+        if let Some(&d) = self.ics.get(ic) {
+            return Some(d);
+        }
+        let n = std::str::from_utf8(ic.strip_prefix(b"DSID_")?).ok()?.parse().ok()?;
+        global_device(n).map(|_| n)
+    }
+
+    /// Whether `/ibs:` may redirect to `host` for data source `dpid`: the host is one of its
+    /// `sync_redirect_domains` or a subdomain of one (case-insensitive).
+    pub fn redirect_allowed(&self, dpid: u32, host: &[u8]) -> bool {
+        let Some(s) = self.sources.get(&dpid) else { return false };
+        s.redirect_domains.iter().any(|dom| {
+            host.eq_ignore_ascii_case(dom)
+                || (host.len() > dom.len()
+                    && host[host.len() - dom.len() - 1] == b'.'
+                    && host[host.len() - dom.len()..].eq_ignore_ascii_case(dom))
+        })
+    }
+
+    /// Days a trait realization lives (`trait_ttl_days`).
+    pub fn trait_ttl_days(&self) -> u32 {
+        self.trait_ttl_days
+    }
+
+    /// What the document held.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+}
+
+// === impl DataSources for Catalog ===
+
+impl DataSources for Catalog {
+    fn access(&self, dpid: u32, customer: u32) -> Access {
+        Catalog::access(self, dpid, customer)
+    }
+
+    fn dpid_for_ic(&self, ic: &[u8]) -> Option<u32> {
+        Catalog::dpid_for_ic(self, ic)
+    }
+}
+
+/// Reads, validates and compiles the taxonomy from `src` (start-up, `--check`, reload).
+///
+/// # Errors
+/// An unreadable file, or every problem found in it; each message starts with the file name.
+pub fn load(src: &TaxonomySource) -> Result<Catalog, ConfigError> {
+    let (name, bytes) = crate::config::read_taxonomy(src)?;
+    Catalog::from_json(&bytes)
+        .map_err(|errs| ConfigError(errs.into_iter().map(|e| format!("{name}: {e}")).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::taxonomy::DEMO_JSON;
+
+    #[test]
+    fn hosts_and_orgs_resolve() {
+        let c = Catalog::from_json(DEMO_JSON.as_bytes()).unwrap();
+        assert_eq!(c.customer_for_host(b"LocalHost"), Some(Customer { id: 1, cts: true }));
+        assert_eq!(c.customer_for_host(b"acme.dcs.example").map(|c| c.id), Some(1));
+        assert_eq!(c.customer_for_host(b"other.example"), None);
+        assert_eq!(c.customer_for_host(&[b'A'; 300]), None);
+        assert_eq!(c.customer_for_org(b"ACME@AdobeOrg"), Some(1));
+        assert_eq!(c.customer_for_org(b"acme@adobeorg"), None);
+    }
+
+    #[test]
+    fn customer_flags_come_with_the_host() {
+        let doc =
+            br#"{"customers":[{"id":1,"hosts":["a.example"],"cts":true},{"id":2,"hosts":["b.example"]}]}"#;
+        let c = Catalog::from_json(doc).unwrap();
+        assert_eq!(c.customer_for_host(b"a.example"), Some(Customer { id: 1, cts: true }));
+        assert_eq!(c.customer_for_host(b"B.EXAMPLE"), Some(Customer { id: 2, cts: false }));
+    }
+
+    #[test]
+    fn access_and_integration_codes() {
+        let doc = br#"{"customers":[{"id":1,"hosts":["a"]},{"id":2,"hosts":["b"]}],
+            "data_sources":[{"dpid":10,"ic":"crm","owner":1},{"dpid":20,"owner":2,"shared_with":[1]},
+                            {"dpid":30,"owner":2}]}"#;
+        let c = Catalog::from_json(doc).unwrap();
+        assert_eq!(c.access(10, 1), Access::Allowed);
+        assert_eq!(c.access(20, 1), Access::Allowed);
+        assert_eq!(c.access(30, 1), Access::Unauthorized);
+        assert_eq!(c.access(31, 1), Access::Unknown);
+        assert_eq!(c.access(20914, 2), Access::Allowed);
+        assert_eq!(c.dpid_for_ic(b"crm"), Some(10));
+        assert_eq!(c.dpid_for_ic(b"DSID_20914"), Some(20914));
+        assert_eq!(c.dpid_for_ic(b"DSID_1"), None);
+        assert_eq!(c.dpid_for_ic(b"nope"), None);
+    }
+
+    #[test]
+    fn redirect_domains_match_themselves_and_subdomains() {
+        let c = Catalog::from_json(DEMO_JSON.as_bytes()).unwrap();
+        assert!(c.redirect_allowed(777, b"sync.partner-x.example"));
+        assert!(c.redirect_allowed(777, b"A.Sync.Partner-X.example"));
+        assert!(!c.redirect_allowed(777, b"evilsync.partner-x.example"));
+        assert!(!c.redirect_allowed(777, b"partner-x.example"));
+        assert!(!c.redirect_allowed(1, b"sync.partner-x.example"));
+        assert!(!c.redirect_allowed(5, b"sync.partner-x.example"));
+    }
+
+    #[test]
+    fn a_file_with_a_bad_rule_is_rejected_with_its_name() {
+        let path = std::env::temp_dir().join(format!("dcsd-catalog-{}-bad.json", std::process::id()));
+        let doc = br#"{"customers":[{"id":1,"hosts":["a"]}],"data_sources":[{"dpid":1,"owner":1}],
+            "traits":[{"sid":1,"dpid":1,"rule":"a == 1"},{"sid":2,"dpid":1,"rule":"(a == 1"}]}"#;
+        std::fs::write(&path, doc).unwrap();
+        let e = load(&TaxonomySource::File(path.clone())).unwrap_err().to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(e, format!("{}: $.traits[1].rule: at 7: expected ')'", path.display()));
+    }
+
+    #[test]
+    fn validation_and_rule_errors_are_reported_together() {
+        let doc = br#"{"customers":[{"id":1,"hosts":["a"]}],
+            "data_sources":[{"dpid":5,"owner":2}],
+            "traits":[{"sid":1,"dpid":5,"rule":"c_x =="}]}"#;
+        let all = Catalog::from_json(doc).unwrap_err().join("\n");
+        assert!(all.contains("$.data_sources[0].owner: unknown ID 2"), "{all}");
+        assert!(all.contains("$.traits[0].rule: at"), "{all}");
+    }
+}
