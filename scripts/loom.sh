@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# loom model tests of the profile table's lock-free core (STYLE §10.3), preemption-bounded so
+# loom model tests of the profile table's lock-free core (docs/development.md §10.3), preemption-bounded so
 # the run takes a few minutes on 2 cores. `--cfg crossbeam_loom` turns on crossbeam-epoch's
 # loom build (enabled by the cfg(loom) dependency in Cargo.toml), so the epoch collector is
 # part of the model. A separate target dir keeps the normal build cache intact.

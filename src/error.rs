@@ -17,7 +17,7 @@ pub enum Side {
     Internal,
 }
 
-/// A protocol-level failure of an inbound request (http-api §1). Each one is answered with
+/// A protocol-level failure of an inbound request (docs/http-api.md §1). Each one is answered with
 /// its status and `Connection: close`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HttpError {

@@ -1,4 +1,4 @@
-//! The automatic epoll fallback (config.md §1: `driver = "auto"`), through the real binary.
+//! The automatic epoll fallback (docs/configuration.md §1: `driver = "auto"`), through the real binary.
 //!
 //! io_uring is made unavailable with the kernel's `kernel.io_uring_disabled` sysctl (Linux
 //! 6.6+), which is process-wide for the machine, so this test lives in its own test binary:

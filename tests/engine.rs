@@ -1,5 +1,5 @@
-//! The taxonomy engine through the real binary (http-api §3.2–§3.4, §4 `d_sid`, `d_tdpid`,
-//! `d_cts`, `d_ptfm`, §6.3–§6.4; config.md §5–§6): `/event?…&d_rtbd=json&d_cts=2&d_dst=1`
+//! The taxonomy engine through the real binary (docs/http-api.md §3.2–§3.4, §4 `d_sid`, `d_tdpid`,
+//! `d_cts`, `d_ptfm`, §6.3–§6.4; docs/taxonomy.md §2–§3): `/event?…&d_rtbd=json&d_cts=2&d_dst=1`
 //! against `tests/fixtures/engine.json`, plus a taxonomy reload under load.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // test clients may block
 

@@ -1,4 +1,4 @@
-//! http-api §1, §2, §6–§7 through the real binary: one test per row of the §1 status table,
+//! docs/http-api.md §1, §2, §6–§7 through the real binary: one test per row of the §1 status table,
 //! pipelining, keep-alive, HTTP/1.0, HEAD, OPTIONS/CORS, chunked bodies, `/event` answers.
 //! Every IO-path test runs on both drivers (io_uring and epoll).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // test clients may block

@@ -1,6 +1,6 @@
 //! Connection lifecycle and process lifecycle through the real binary: header and keep-alive
 //! time-outs, drain on SIGTERM, `max_connections`, the admin listener, reload on SIGHUP, and
-//! configuration errors (config.md §1–§3).
+//! configuration errors (docs/configuration.md §1–§3).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // test clients may block
 
 mod common;

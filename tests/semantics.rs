@@ -1,4 +1,4 @@
-//! http-api §3–§10 through the real binary: one test per numbered rule, named after its
+//! docs/http-api.md §3–§10 through the real binary: one test per numbered rule, named after its
 //! section, checking status, headers, cookies and the JSON body exactly. (Trait, segment and
 //! destination rules of §3.3, §3.4, §4 and §6.4 are in `tests/engine.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // test clients may block

@@ -1,4 +1,4 @@
-//! The command line (config.md §1). Flags override `dcsd.toml`.
+//! The command line (docs/configuration.md §1). Flags override `dcsd.toml`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

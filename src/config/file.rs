@@ -1,4 +1,4 @@
-//! `dcsd.toml` (config.md §3): every key optional, unknown keys rejected.
+//! `dcsd.toml` (docs/configuration.md §3): every key optional, unknown keys rejected.
 //!
 //! Single-value checks (ranges, enums, address syntax) run inside deserialization, so toml
 //! reports them with the line and column of the offending value.

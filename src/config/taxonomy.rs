@@ -1,4 +1,4 @@
-//! The taxonomy JSON (config.md §4): hosts, data sources, traits, segments, destinations.
+//! The taxonomy JSON (docs/taxonomy.md §1): hosts, data sources, traits, segments, destinations.
 //!
 //! Parsed with simd-json through serde, with `serde_path_to_error` so that a shape error names
 //! its JSON path. This module is data plus validation: it checks the shape, unique IDs and that
@@ -79,7 +79,7 @@ pub struct DataSource {
     pub realtime: Option<Realtime>,
 }
 
-/// A real-time partner (partner-protocol.md).
+/// A real-time partner (docs/partner-protocol.md).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Realtime {
@@ -263,7 +263,7 @@ pub struct Counts {
     pub destinations: usize,
 }
 
-/// The built-in demo taxonomy (config.md §4's example), used when none is configured.
+/// The built-in demo taxonomy (docs/taxonomy.md §1's example), used when none is configured.
 pub const DEMO_JSON: &str = include_str!("demo_taxonomy.json");
 
 fn default_trait_ttl_days() -> u32 {

@@ -1,4 +1,4 @@
-//! Destinations (http-api §6.4): URL destinations become `dests` entries, cookie destinations
+//! Destinations (docs/http-api.md §6.4): URL destinations become `dests` entries, cookie destinations
 //! `stuff` entries, for the segments a profile is in now.
 //!
 //! Compiled per load: (customer, segment) → the (destination, mapping) pairs it feeds; URL

@@ -1,4 +1,4 @@
-//! The compiled trait index (DESIGN §3): from a request's signals to the rule traits they
+//! The compiled trait index (docs/architecture.md §3): from a request's signals to the rule traits they
 //! realize, at a cost that grows with the signals, not with the traits.
 //!
 //! Every distinct comparison of every rule is one *leaf*. Per key (interned to a `u32`):

@@ -1,9 +1,9 @@
-//! The taxonomy engine (DESIGN §3): trait rules, segments and destinations, compiled once per
+//! The taxonomy engine (docs/architecture.md §3): trait rules, segments and destinations, compiled once per
 //! taxonomy load into an immutable [`Engine`] that every core reads; pure, no IO.
 //!
-//! * [`rule`] parses trait rules (config.md §5); [`index`] compiles them into a per-key index
+//! * [`rule`] parses trait rules (docs/taxonomy.md §2); [`index`] compiles them into a per-key index
 //!   so that a request costs in proportion to its signals ([`Engine::realize`]).
-//! * [`segment`] parses and evaluates segment rules (config.md §6) with recency, frequency
+//! * [`segment`] parses and evaluates segment rules (docs/taxonomy.md §3) with recency, frequency
 //!   and trait TTL ([`Engine::segments`]).
 //! * [`dest`] renders URL and cookie destinations ([`Engine::render_destinations`]).
 //! * [`gen`] generates realistic taxonomies and requests for benches and tests.
@@ -11,7 +11,7 @@
 //! Per-request state lives in an [`EngineScratch`] the caller keeps per core; once grown to the
 //! taxonomy's size, evaluating a request does not allocate.
 //!
-//! Realization rules (config.md §4, http-api §4):
+//! Realization rules (docs/taxonomy.md §1, docs/http-api.md §4):
 //! * a rule trait realizes only when its data source is owned by or shared with the host's
 //!   customer, and with `d_tdpid` only when it belongs to that data source;
 //! * `d_sid` realizes a trait directly (`d_tdpid` does not filter it: it names traits, it does

@@ -1,4 +1,4 @@
-//! Trait rules (config.md §5): lexer, recursive-descent parser and the AST, plus the scalar
+//! Trait rules (docs/taxonomy.md §2): lexer, recursive-descent parser and the AST, plus the scalar
 //! semantics of one comparison ([`Cmp::matches`]) that both the compiled index and the naive
 //! evaluator ([`Expr::eval`], the test oracle) use.
 //!
@@ -119,7 +119,7 @@ struct Parser<'a> {
     depth: usize,
 }
 
-/// The boolean layer both rule grammars share (config.md §5 and §6): `or := and (OR and)*`,
+/// The boolean layer both rule grammars share (docs/taxonomy.md §2 and §3): `or := and (OR and)*`,
 /// `and := unary (AND unary)*`, keywords case-insensitive; `AND NOT x` is `AND` followed by
 /// the unary `NOT x`. A grammar supplies its terms (`unary`), its keyword test and how to
 /// build a conjunction and a disjunction.

@@ -1,4 +1,4 @@
-//! Segment rules (config.md §6): parser, compiled programs and evaluation over a profile's
+//! Segment rules (docs/taxonomy.md §3): parser, compiled programs and evaluation over a profile's
 //! realization history.
 //!
 //! ```text

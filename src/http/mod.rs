@@ -11,5 +11,5 @@ pub mod response;
 
 pub use request::{parse_head, Body, Head, HeadLimits, Method, Parsed, Span, Version};
 
-/// Most headers a request may carry (http-api §1: more is a 431).
+/// Most headers a request may carry (docs/http-api.md §1: more is a 431).
 pub const MAX_HEADERS: usize = 64;

@@ -1,4 +1,4 @@
-//! Request-head parsing over httparse, with the limits and smuggling defences of http-api §1.
+//! Request-head parsing over httparse, with the limits and smuggling defences of docs/http-api.md §1.
 //!
 //! [`parse_head`] is called on the bytes buffered so far and answers `Partial` (read more),
 //! `Complete(Head)` or an [`HttpError`] that carries the status. A [`Head`] holds no borrows:

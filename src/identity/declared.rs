@@ -1,4 +1,4 @@
-//! Declared IDs (http-api §5.2): `d_cid=DPID%01DPUUID[%01AUTH]`, `d_cid_ic=IC%01DPUUID[…]` and
+//! Declared IDs (docs/http-api.md §5.2): `d_cid=DPID%01DPUUID[%01AUTH]`, `d_cid_ic=IC%01DPUUID[…]` and
 //! the legacy `d_dpid`+`d_dpuuid` pair, validated against the taxonomy and the limits, in
 //! request order. Pure: the caller maps the kept IDs into the profile table.
 //!

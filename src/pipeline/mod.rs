@@ -35,9 +35,9 @@ use crate::metrics::ROUTE_NONE;
 pub use route::Route;
 pub use shared::Shared;
 
-/// The `demdex` cookie lives 180 days, renewed by every answer (http-api §5.1).
+/// The `demdex` cookie lives 180 days, renewed by every answer (docs/http-api.md §5.1).
 const COOKIE_MAX_AGE_S: u32 = 15_552_000;
-/// Opt-out cookies live 10 years (http-api §9).
+/// Opt-out cookies live 10 years (docs/http-api.md §9).
 const OPTOUT_MAX_AGE_S: u32 = 315_360_000;
 
 /// The DCS service of one core.
@@ -246,7 +246,7 @@ impl Service for Dcs {
         let head_only = req.head.method == Method::Head;
         let mut close = req.conn == ConnHeader::Close;
         let status = if route == Route::NotFound {
-            // Protocol-level answers close the connection (http-api §1).
+            // Protocol-level answers close the connection (docs/http-api.md §1).
             let p =
                 Plain { status: 404, body: b"not found\n", allow: None, conn: ConnHeader::Close, head_only };
             self.plain(out, p, req.now);

@@ -1,4 +1,4 @@
-//! Request pairs (http-api §3.2, §4): query pairs then form-body pairs, percent- and
+//! Request pairs (docs/http-api.md §3.2, §4): query pairs then form-body pairs, percent- and
 //! `+`-decoded, UTF-8-checked, split into values, classified by key prefix.
 //!
 //! [`Pairs`] is reused per core: decoding writes only into its own vectors, which keep their
@@ -27,7 +27,7 @@ enum Src {
     Arena,
 }
 
-/// Key classes (http-api §3.2).
+/// Key classes (docs/http-api.md §3.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyClass {
     /// `c_…`: customer.
@@ -38,7 +38,7 @@ pub enum KeyClass {
     Header,
     /// `p_…`: private, this request only.
     Private,
-    /// A control parameter of http-api §4 (consumed, not a signal).
+    /// A control parameter of docs/http-api.md §4 (consumed, not a signal).
     Control,
     /// Anything else: an unprefixed customer key.
     Unprefixed,
@@ -187,7 +187,7 @@ impl<'a> View<'a> {
             .map(move |t| this.text(*t))
     }
 
-    /// The request's signals (http-api §3.2): every value of every pair that is neither a
+    /// The request's signals (docs/http-api.md §3.2): every value of every pair that is neither a
     /// control parameter nor sent with the `h_` prefix (only headers make `h_` signals), in
     /// request order; `p_` signals included (they are evaluated, never stored).
     pub fn signals(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
@@ -277,7 +277,7 @@ fn scan_pair(input: &[u8], start: usize) -> PairScan {
     PairScan { key_end, value, key_flags, value_flags: value_flags & !EQ, next: i + 1 }
 }
 
-/// The control parameters (http-api §4).
+/// The control parameters (docs/http-api.md §4).
 #[derive(Clone, Debug, Default)]
 pub struct Control<'a> {
     /// `d_rtbd=json`
@@ -449,7 +449,7 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// `^[A-Za-z_$][A-Za-z0-9_$.]{0,63}$` (http-api §4).
+/// `^[A-Za-z_$][A-Za-z0-9_$.]{0,63}$` (docs/http-api.md §4).
 pub fn valid_callback(cb: &[u8]) -> bool {
     let first_ok = |b: u8| b.is_ascii_alphabetic() || b == b'_' || b == b'$';
     match cb.split_first() {

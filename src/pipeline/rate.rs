@@ -1,6 +1,6 @@
 //! Per-client rate limiting (`[rate_limit]` in `dcsd.toml`): a token bucket per client IP,
-//! per core (config.md §3). A request that finds its bucket empty gets `429 Too Many Requests`
-//! with `Retry-After` (http-api §1; aam-reference §7: 429 is the only non-200 answer to
+//! per core (docs/configuration.md §3). A request that finds its bucket empty gets `429 Too Many Requests`
+//! with `Retry-After` (docs/http-api.md §1; docs/http-api.md §12: 429 is the only non-200 answer to
 //! otherwise well-formed DCS calls).
 //!
 //! Each core keeps its own buckets, so a client spread over `n` cores by `SO_REUSEPORT` gets

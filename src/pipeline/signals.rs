@@ -1,4 +1,4 @@
-//! Header-derived signals (http-api §3.3): `h_host` (Host without its port), `h_user-agent`,
+//! Header-derived signals (docs/http-api.md §3.3): `h_host` (Host without its port), `h_user-agent`,
 //! `h_accept-language`, `h_referer`, `h_date` and `h_ip` (the client address, with its last
 //! IPv4 octet or last 80 IPv6 bits zeroed when `privacy.ip_obfuscation` is on). Absent headers
 //! add nothing, and neither do keys no trait rule tests (they could not change the result; the

@@ -141,7 +141,7 @@ impl<'a> TcString<'a> {
         Ok(false)
     }
 
-    /// The DCS rule (http-api §10): purposes 1 and 10 and `vendor` consented.
+    /// The DCS rule (docs/http-api.md §10): purposes 1 and 10 and `vendor` consented.
     ///
     /// # Errors
     /// [`TcfError::Truncated`] when the vendor section is cut short.

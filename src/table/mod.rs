@@ -1,5 +1,5 @@
 //! The profile table: every user's profile keyed by UUID, plus the declared-ID → UUID and
-//! ECID → UUID maps. The only mutable state the cores share (DESIGN §4); no IO except
+//! ECID → UUID maps. The only mutable state the cores share (docs/architecture.md §4); no IO except
 //! [`snapshot`], which the daemon runs on its own thread.
 //!
 //! # API
@@ -381,7 +381,7 @@ impl ProfileTable {
     }
 
     /// Counts one request naming `id` at `now_s` against `[denylist]`; returns whether `id` is
-    /// denylisted (http-api §5.3). Profile IDs count through [`Denylist::note_request`] inside
+    /// denylisted (docs/http-api.md §5.3). Profile IDs count through [`Denylist::note_request`] inside
     /// their profile's update instead.
     pub fn note_id(&self, id: IdRef<'_>, now_s: u64) -> bool {
         let (key, guard, rule) = (deny_key(id), self.collector.pin(), self.config.deny);

@@ -63,7 +63,7 @@ pub struct PartnerResult {
     pub values: Vec<String>,
 }
 
-/// Request-rate counters for one ID (http-api §5.3): kept in the profile for its UUID, and in
+/// Request-rate counters for one ID (docs/http-api.md §5.3): kept in the profile for its UUID, and in
 /// the table's ID denylist for declared IDs and ECIDs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Denylist {

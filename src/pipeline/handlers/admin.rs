@@ -7,7 +7,7 @@ use crate::table::ProfileTable;
 
 use super::super::{Dcs, Plain};
 
-/// `200 ok` while serving, `503 draining` while draining (http-api §2).
+/// `200 ok` while serving, `503 draining` while draining (docs/http-api.md §2).
 pub fn healthz(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     let head_only = req.head.method == Method::Head;
     let (status, body): (u16, &[u8]) = if req.draining { (503, b"draining\n") } else { (200, b"ok\n") };

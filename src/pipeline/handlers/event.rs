@@ -1,4 +1,4 @@
-//! `/event`: the pixel, JSON and JSONP answers (http-api §5, §6, §7, §9, §10).
+//! `/event`: the pixel, JSON and JSONP answers (docs/http-api.md §5, §6, §7, §9, §10).
 //!
 //! Steps, in order (§6.1): decode the pairs (311 on a bad escape) → host and org (1, 100, 2) →
 //! declared IDs (3xx, denylisted ones 303/306) → the profile ID (`d_uuid` or 102, the `demdex`
@@ -59,7 +59,7 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
             (Control::scan_raw(query, form), None)
         }
     };
-    // An invalid request (311, 1, 100, 2) gets no profile ID and no cookie (http-api §6.5).
+    // An invalid request (311, 1, 100, 2) gets no profile ID and no cookie (docs/http-api.md §6.5).
     let answer = view.and_then(|view| {
         let customer = check_host_and_org(&tax, req, &ctl, &mut errors)?;
         let request = Valid { tax: &tax, req, view, ctl: &ctl, customer: customer.id };
@@ -245,7 +245,7 @@ struct Json<'a> {
     errors: &'a [DcsError],
 }
 
-/// The JSON object of http-api §6.3, fields in the contract's order, wrapped for JSONP. An
+/// The JSON object of docs/http-api.md §6.3, fields in the contract's order, wrapped for JSONP. An
 /// invalid request (`answer` is `None`) has only `stuff`, `dcs_region`, `tid` and `errors`.
 fn render_json(
     out: &mut Vec<u8>,

@@ -1,4 +1,4 @@
-//! `/ibs:` — inbound ID sync (http-api §8).
+//! `/ibs:` — inbound ID sync (docs/http-api.md §8).
 //!
 //! The pairs follow the colon (`/ibs:dpid=24&dpuuid=98765`), then any query string. The
 //! declared IDs (`dpid` + `dpuuid`, `d_cid`, `d_cid_ic`, `d_dpid` + `d_dpuuid`) are validated

@@ -1,4 +1,4 @@
-//! The identity steps the DCS routes share (http-api §5, §9, §10): the host's customer, the
+//! The identity steps the DCS routes share (docs/http-api.md §5, §9, §10): the host's customer, the
 //! declared IDs (validated, then denylisted), the `demdex` cookie, the profile ID, the ECID and
 //! consent.
 
@@ -21,11 +21,11 @@ pub enum CookieId {
     Absent,
     /// A valid profile ID.
     Profile(Uuid, [u8; 38]),
-    /// `NOTARGET`: the browser opted out globally (http-api §9).
+    /// `NOTARGET`: the browser opted out globally (docs/http-api.md §9).
     OptedOut,
 }
 
-/// The cookie's profile ID or opt-out; `d_coppa=1` does not read it (http-api §4).
+/// The cookie's profile ID or opt-out; `d_coppa=1` does not read it (docs/http-api.md §4).
 pub fn cookie_id(req: &Request<'_>, coppa: bool) -> CookieId {
     let Some(value) =
         req.head.cookie.filter(|_| !coppa).and_then(|c| cookie_value(c.get(req.buf), b"demdex"))
@@ -46,7 +46,7 @@ pub fn now_s() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// The host's customer (http-api §6.5): error 100 without a `Host` (HTTP/1.0), 1 for an unknown
+/// The host's customer (docs/http-api.md §6.5): error 100 without a `Host` (HTTP/1.0), 1 for an unknown
 /// host, 2 for a `d_orgid` the taxonomy does not know. Any of them makes the request invalid.
 pub fn check_host_and_org(
     catalog: &Catalog,
@@ -74,7 +74,7 @@ pub fn check_host_and_org(
     Some(customer)
 }
 
-/// `host[:port]` or `[v6]:port` → the host part (http-api §6.5: matched without the port).
+/// `host[:port]` or `[v6]:port` → the host part (docs/http-api.md §6.5: matched without the port).
 pub fn host_without_port(h: &[u8]) -> &[u8] {
     if h.first() == Some(&b'[') {
         return h.iter().position(|&b| b == b']').map_or(h, |i| &h[..=i]);
@@ -82,7 +82,7 @@ pub fn host_without_port(h: &[u8]) -> &[u8] {
     h.iter().position(|&b| b == b':').map_or(h, |i| &h[..i])
 }
 
-/// The request's declared IDs, validated for the host's customer (http-api §5.2), then counted
+/// The request's declared IDs, validated for the host's customer (docs/http-api.md §5.2), then counted
 /// against the denylist (§5.3): a denylisted one is dropped with 303 (306 for a global device
 /// data source).
 pub fn declared_ids<'a>(
@@ -124,7 +124,7 @@ pub struct ProfileId {
     pub fresh: bool,
 }
 
-/// The profile ID (http-api §5.1): valid `d_uuid` (else error 102), else the cookie's, else
+/// The profile ID (docs/http-api.md §5.1): valid `d_uuid` (else error 102), else the cookie's, else
 /// the UUID most recently mapped to one of `declared`, else a new one.
 pub fn resolve_uuid(
     dcs: &Dcs,
@@ -155,7 +155,7 @@ pub fn resolve_uuid(
     }
 }
 
-/// `d_mid`: 38 ASCII digits, else error 101 and ignored (http-api §4).
+/// `d_mid`: 38 ASCII digits, else error 101 and ignored (docs/http-api.md §4).
 pub fn ecid(ctl: &Control<'_>, errors: &mut Vec<DcsError>) -> Option<u128> {
     let mid = ctl.mid?;
     let ecid = Uuid::parse(mid).map(|u| u.0);
@@ -166,7 +166,7 @@ pub fn ecid(ctl: &Control<'_>, errors: &mut Vec<DcsError>) -> Option<u128> {
     ecid
 }
 
-/// Consent (http-api §10): without `gdpr=1` there is nothing to check; with it, `gdpr_consent`
+/// Consent (docs/http-api.md §10): without `gdpr=1` there is nothing to check; with it, `gdpr_consent`
 /// must be a TC string that consents to purposes 1 and 10 and to `privacy.consent_vendor_id`.
 /// Otherwise pushes error 315 and returns `false`.
 pub fn consent_ok(dcs: &Dcs, ctl: &Control<'_>, errors: &mut Vec<DcsError>) -> bool {
@@ -228,7 +228,7 @@ pub fn record(
 }
 
 /// Opts profile `uuid` out of `customer` and maps `declared` to it, so later requests that name
-/// them find the opt-out (http-api §9, partner level).
+/// them find the opt-out (docs/http-api.md §9, partner level).
 pub fn opt_out(dcs: &Dcs, uuid: Uuid, customer: u32, declared: &[DeclaredId<'_>], now: u64) {
     let replaced: Vec<Option<String>> = dcs.shared.table.update(uuid, now, |p| {
         p.opt_out_customer(customer);

@@ -1,4 +1,4 @@
-//! `/demoptout` and `/demoptout.jpg` — opt-out (http-api §9).
+//! `/demoptout` and `/demoptout.jpg` — opt-out (docs/http-api.md §9).
 //!
 //! Without ID parameters the browser opts out of everything: `demdex=NOTARGET` and
 //! `dextp=NOTARGET` for 10 years, and the profile of a valid `demdex` cookie is marked opted

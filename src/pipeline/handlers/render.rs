@@ -14,19 +14,19 @@ pub const PIXEL_GIF: [u8; 43] = [
     0x01, 0x00, 0x00, 0x02, 0x02, 0x4c, 0x01, 0x00, 0x3b,
 ];
 
-/// Error 311's message (aam-reference §7).
+/// Error 311's message (docs/http-api.md §12).
 pub const INVALID_PARAMETERS: &str = "Request contains invalid parameters";
 
 /// A DCS error for the response (`errors` and `X-Error`), in the order errors arose.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DcsError {
-    /// The code (aam-reference §7).
+    /// The code (docs/http-api.md §12).
     pub code: u16,
     /// The message, with the offending ID filled in.
     pub msg: String,
 }
 
-/// `Set-Cookie` lines of a global opt-out (http-api §9): `demdex` and `dextp` set to
+/// `Set-Cookie` lines of a global opt-out (docs/http-api.md §9): `demdex` and `dextp` set to
 /// `NOTARGET` for 10 years, with the configured attributes.
 fn push_optout_cookies(out: &mut Vec<u8>, attrs_10y: &[u8]) {
     for name in [&b"demdex"[..], b"dextp"] {
@@ -132,7 +132,7 @@ pub fn push_errors_field(out: &mut Vec<u8>, errors: &[DcsError]) {
     out.push(b']');
 }
 
-/// `Access-Control-Allow-Origin` for a request with `Origin` (http-api §7).
+/// `Access-Control-Allow-Origin` for a request with `Origin` (docs/http-api.md §7).
 pub fn push_cors(req: &Request<'_>, out: &mut Vec<u8>) {
     if let Some(origin) = req.head.origin {
         out.extend_from_slice(b"Access-Control-Allow-Origin: ");
