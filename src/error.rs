@@ -1,21 +1,10 @@
-//! Errors that reach the wire, and the one place where they become HTTP statuses.
-//!
-//! Every error knows its [`Side`]: the client (the inbound request was bad), a partner (an
-//! outbound call failed; never fails the client request) or internal (a bug or resource
-//! exhaustion). Hot-path errors are `Copy` and never allocate.
+//! Protocol errors of inbound requests, and the one place where they become HTTP statuses
+//! ([`status_for`]). They are all the client's doing; a partner's failure is never an error of
+//! the client request (it is an outcome the partner client counts), and DCS-level problems
+//! (error codes 1–315) are answered inside a 200 (docs/http-api.md §12). Hot-path errors are
+//! `Copy` and never allocate.
 
 use std::fmt;
-
-/// Who is to blame for an error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    /// The inbound request broke the protocol or a limit.
-    Client,
-    /// An outbound partner call failed.
-    Partner,
-    /// Our own failure.
-    Internal,
-}
 
 /// A protocol-level failure of an inbound request (docs/http-api.md §1). Each one is answered with
 /// its status and `Connection: close`.
@@ -59,13 +48,6 @@ pub enum BadRequest {
 
 // === impl HttpError ===
 
-impl HttpError {
-    /// The side to blame; every protocol error is the client's.
-    pub fn side(self) -> Side {
-        Side::Client
-    }
-}
-
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -107,6 +89,5 @@ mod tests {
         assert_eq!(status_for(HttpError::BodyTooLarge), 413);
         assert_eq!(status_for(HttpError::Timeout), 408);
         assert_eq!(status_for(HttpError::MethodNotAllowed), 405);
-        assert_eq!(HttpError::Timeout.side(), Side::Client);
     }
 }

@@ -1,24 +1,33 @@
 //! `dcsd` — a data collection server (DCS) for the edge.
 //!
-//! # Architecture map
-//! * [`config`] — the `dcsd` command line (clap), `dcsd.toml` (serde + toml) and the taxonomy
-//!   JSON (simd-json), validated into one immutable [`config::Config`] before any socket is bound.
+//! # Architecture map (docs/architecture.md §10)
+//! Dependencies point one way, top to bottom; no two modules import each other.
+//! * `main` (the binary) — CLI → config → catalog → application state → runtime → signals.
 //! * [`runtime`] — one pinned monoio runtime per core (`w<N>` threads), `SO_REUSEPORT`
-//!   listeners, io_uring with `COOP_TASKRUN` or the epoll fallback, drain and systemd notify.
-//!   Only `runtime` and `main` know about threads.
-//! * [`http`] — the HTTP/1.1 codec over httparse: head parsing with limits, chunked bodies,
-//!   response writing with a cached `Date`, and the per-connection keep-alive loop. The framing
-//!   parts do no IO, so the partner client can reuse them.
-//! * [`pipeline`] — request → response steps: routing, rate limiting, `/event`, `/ibs:`,
-//!   `/demoptout`, `/healthz`, `/metrics`.
+//!   listeners, io_uring with `COOP_TASKRUN` or the epoll fallback, connection budgets, drain
+//!   and systemd notify; generic over a per-core service that a factory builds on each worker.
+//! * [`pipeline`] — the DCS service: per-core [`pipeline::Dcs`] and the shared application
+//!   state ([`pipeline::Shared`]: configuration, catalog swapped on reload, profile table,
+//!   metrics); routing, rate limiting, `/event`, `/ibs:`, `/demoptout`, `/healthz`, `/metrics`.
+//! * [`catalog`] — the taxonomy compiled for requests: the engine plus O(1) lookups (host →
+//!   customer and its flags, org, integration code, data-source access, redirect domains);
+//!   immutable, shared, swapped whole on reload.
+//! * [`engine`] — trait rules indexed by key, segments with recency and frequency,
+//!   destinations; pure, no IO, with per-core scratch.
+//! * [`table`] — the shared profile table (lock-free reads, RCU writes with epoch reclamation,
+//!   CLOCK eviction) and its snapshot file, written by its own thread.
 //! * [`identity`] — profile IDs (38-digit UUIDs), the `demdex` cookie, declared IDs; pure, no IO.
 //! * [`privacy`] — IAB TCF v2.2 consent strings; pure, no IO.
-//! * [`engine`] — the compiled taxonomy: trait rules indexed by key, segments with recency and
-//!   frequency, destinations; pure, no IO, immutable and shared, with per-core scratch.
-//! * [`table`] — the shared profile table (lock-free reads, RCU writes with epoch reclamation,
-//!   CLOCK eviction) and its snapshot file; no IO except the snapshot thread.
+//! * [`http`] — the HTTP/1.1 codec over httparse: head parsing with limits, chunked bodies,
+//!   response writing with a cached `Date`, the per-connection keep-alive loop and the drain
+//!   signal. Needs nothing above it.
+//! * [`config`] — the command line (clap), `dcsd.toml` and the taxonomy document: data and
+//!   validation only.
 //! * [`metrics`] — per-core counters and latency histograms, summed only when scraped.
-//! * [`error`] — where errors learn their [`error::Side`] and HTTP status.
+//! * Leaves: [`error`] (protocol errors → statuses), [`json`] (string escaping), [`mod@log`].
+//!
+//! Threads: `runtime` starts the workers, `main` handles signals, and the table's snapshot
+//! writer runs on its own thread; nothing else starts one.
 //!
 //! # Request flow (one core, one task per connection)
 //! `accept` → [`http::conn`] reads into an owned buffer → [`http::request::parse_head`]

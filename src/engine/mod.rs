@@ -30,6 +30,7 @@
 pub mod dest;
 pub mod gen;
 pub mod index;
+mod lex;
 pub mod rule;
 pub mod segment;
 

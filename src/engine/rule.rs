@@ -29,8 +29,9 @@
 
 use std::fmt;
 
-/// Deepest nesting of parentheses and `NOT` accepted.
-pub const MAX_DEPTH: usize = 64;
+use super::lex::{err, BoolGrammar, Cursor};
+
+pub use super::lex::MAX_DEPTH;
 
 /// A parsed trait rule.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,44 +115,7 @@ enum Tok<'a> {
 
 /// Recursive-descent parser over a one-token lookahead lexer.
 struct Parser<'a> {
-    src: &'a [u8],
-    pos: usize,
-    depth: usize,
-}
-
-/// The boolean layer both rule grammars share (docs/taxonomy.md §2 and §3): `or := and (OR and)*`,
-/// `and := unary (AND unary)*`, keywords case-insensitive; `AND NOT x` is `AND` followed by
-/// the unary `NOT x`. A grammar supplies its terms (`unary`), its keyword test and how to
-/// build a conjunction and a disjunction.
-pub(super) trait BoolGrammar {
-    /// The expression type.
-    type Expr;
-    /// Consumes the keyword `kw` if it comes next.
-    fn keyword(&mut self, kw: &str) -> Result<bool, RuleError>;
-    /// `NOT unary`, `( or )` or a term.
-    fn unary(&mut self) -> Result<Self::Expr, RuleError>;
-    /// A conjunction of two or more.
-    fn all(terms: Vec<Self::Expr>) -> Self::Expr;
-    /// A disjunction of two or more.
-    fn any(terms: Vec<Self::Expr>) -> Self::Expr;
-
-    /// `and (OR and)*`
-    fn or(&mut self) -> Result<Self::Expr, RuleError> {
-        let mut terms = vec![self.and()?];
-        while self.keyword("or")? {
-            terms.push(self.and()?);
-        }
-        Ok(if terms.len() == 1 { terms.remove(0) } else { Self::any(terms) })
-    }
-
-    /// `unary (AND unary)*`
-    fn and(&mut self) -> Result<Self::Expr, RuleError> {
-        let mut terms = vec![self.unary()?];
-        while self.keyword("and")? {
-            terms.push(self.unary()?);
-        }
-        Ok(if terms.len() == 1 { terms.remove(0) } else { Self::all(terms) })
-    }
+    cur: Cursor<'a>,
 }
 
 /// Parses a trait rule.
@@ -159,7 +123,7 @@ pub(super) trait BoolGrammar {
 /// # Errors
 /// The first syntax error, with its byte offset.
 pub fn parse(rule: &str) -> Result<Expr, RuleError> {
-    let mut p = Parser { src: rule.as_bytes(), pos: 0, depth: 0 };
+    let mut p = Parser { cur: Cursor::new(rule) };
     let e = p.or()?;
     match p.next()? {
         (Tok::End, _) => Ok(e),
@@ -179,10 +143,6 @@ pub fn number(s: &[u8]) -> Option<f64> {
         return None;
     }
     std::str::from_utf8(s).ok()?.parse().ok()
-}
-
-fn err(pos: usize, msg: &str) -> RuleError {
-    RuleError { pos, msg: msg.to_string() }
 }
 
 fn is_word_byte(b: u8) -> bool {
@@ -286,8 +246,8 @@ impl std::error::Error for RuleError {}
 impl<'a> BoolGrammar for Parser<'a> {
     type Expr = Expr;
 
-    fn keyword(&mut self, kw: &str) -> Result<bool, RuleError> {
-        Parser::keyword(self, kw)
+    fn keyword(&mut self, kw: &str) -> bool {
+        self.cur.keyword(kw, is_word_byte)
     }
 
     fn all(terms: Vec<Expr>) -> Expr {
@@ -300,20 +260,17 @@ impl<'a> BoolGrammar for Parser<'a> {
 
     fn unary(&mut self) -> Result<Expr, RuleError> {
         let (tok, at) = self.next()?;
-        if self.depth >= MAX_DEPTH {
-            return Err(err(at, "nesting too deep"));
-        }
         match tok {
             Tok::Word(w) if w.eq_ignore_ascii_case(b"not") => {
-                self.depth += 1;
+                self.cur.enter(at)?;
                 let e = self.unary()?;
-                self.depth -= 1;
+                self.cur.leave();
                 Ok(Expr::Not(Box::new(e)))
             }
             Tok::LParen => {
-                self.depth += 1;
+                self.cur.enter(at)?;
                 let e = self.or()?;
-                self.depth -= 1;
+                self.cur.leave();
                 match self.next()? {
                     (Tok::RParen, _) => Ok(e),
                     (_, at) => Err(err(at, "expected ')'")),
@@ -350,27 +307,11 @@ impl<'a> Parser<'a> {
         Ok(Expr::Cmp(Cmp { key: key.into(), op, value, value_pos }))
     }
 
-    /// Consumes the keyword `kw` if it comes next.
-    fn keyword(&mut self, kw: &str) -> Result<bool, RuleError> {
-        let save = self.pos;
-        match self.next()? {
-            (Tok::Word(w), _) if w.eq_ignore_ascii_case(kw.as_bytes()) => Ok(true),
-            _ => {
-                self.pos = save;
-                Ok(false)
-            }
-        }
-    }
-
     /// The next token and its offset.
     fn next(&mut self) -> Result<(Tok<'a>, usize), RuleError> {
-        let s = self.src;
-        while self.pos < s.len() && s[self.pos].is_ascii_whitespace() {
-            self.pos += 1;
-        }
-        let at = self.pos;
-        let Some(&b) = s.get(at) else { return Ok((Tok::End, at)) };
-        let two = s.get(at + 1).copied();
+        let (at, first) = self.cur.start();
+        let Some(b) = first else { return Ok((Tok::End, at)) };
+        let two = self.cur.src.get(at + 1).copied();
         let (tok, len) = match (b, two) {
             (b'(', _) => (Tok::LParen, 1),
             (b')', _) => (Tok::RParen, 1),
@@ -385,23 +326,23 @@ impl<'a> Parser<'a> {
             (b'!', _) => return Err(err(at, "expected '!='")),
             (b'"', _) => return self.quoted(at),
             _ => {
-                let len = s[at..].iter().take_while(|&&b| is_word_byte(b)).count();
-                (Tok::Word(&s[at..at + len]), len)
+                let w = self.cur.word(at, is_word_byte);
+                (Tok::Word(w), w.len())
             }
         };
-        self.pos = at + len;
+        self.cur.pos = at + len;
         Ok((tok, at))
     }
 
     /// A quoted string starting at `at` (the opening quote).
     fn quoted(&mut self, at: usize) -> Result<(Tok<'a>, usize), RuleError> {
-        let s = self.src;
+        let s = self.cur.src;
         let mut i = at + 1;
         while i < s.len() {
             match s[i] {
                 b'\\' => i += 2,
                 b'"' => {
-                    self.pos = i + 1;
+                    self.cur.pos = i + 1;
                     return Ok((Tok::Quoted(&s[at + 1..i]), at));
                 }
                 _ => i += 1,

@@ -26,7 +26,8 @@
 
 use rustc_hash::FxHashMap;
 
-use super::rule::{BoolGrammar, RuleError};
+use super::lex::{err, BoolGrammar, Cursor};
+use super::rule::RuleError;
 use crate::table::Profile;
 
 /// A parsed segment rule.
@@ -125,9 +126,7 @@ enum Tok<'a> {
 }
 
 struct Parser<'a> {
-    src: &'a [u8],
-    pos: usize,
-    depth: usize,
+    cur: Cursor<'a>,
 }
 
 /// Parses a segment rule.
@@ -135,16 +134,12 @@ struct Parser<'a> {
 /// # Errors
 /// The first syntax error, with its byte offset.
 pub fn parse(rule: &str) -> Result<SegExpr, RuleError> {
-    let mut p = Parser { src: rule.as_bytes(), pos: 0, depth: 0 };
+    let mut p = Parser { cur: Cursor::new(rule) };
     let e = p.or()?;
     match p.next()? {
         (Tok::End, _) => Ok(e),
         (_, at) => Err(err(at, "expected AND, OR or end of rule")),
     }
-}
-
-fn err(pos: usize, msg: &str) -> RuleError {
-    RuleError { pos, msg: msg.to_string() }
 }
 
 // === impl SegExpr ===
@@ -318,8 +313,8 @@ impl SegmentIndex {
 impl<'a> BoolGrammar for Parser<'a> {
     type Expr = SegExpr;
 
-    fn keyword(&mut self, kw: &str) -> Result<bool, RuleError> {
-        Parser::keyword(self, kw)
+    fn keyword(&mut self, kw: &str) -> bool {
+        self.cur.keyword(kw, |b| b.is_ascii_alphabetic())
     }
 
     fn all(terms: Vec<SegExpr>) -> SegExpr {
@@ -332,10 +327,7 @@ impl<'a> BoolGrammar for Parser<'a> {
 
     fn unary(&mut self) -> Result<SegExpr, RuleError> {
         let (tok, at) = self.next()?;
-        if self.depth >= super::rule::MAX_DEPTH {
-            return Err(err(at, "nesting too deep"));
-        }
-        self.depth += 1;
+        self.cur.enter(at)?;
         let e = match tok {
             Tok::Word(w) if w.eq_ignore_ascii_case(b"not") => SegExpr::Not(Box::new(self.unary()?)),
             Tok::Open(b'(') => {
@@ -347,7 +339,7 @@ impl<'a> BoolGrammar for Parser<'a> {
             Tok::Word(w) if w.eq_ignore_ascii_case(b"frequency") => SegExpr::Freq(self.freq()?),
             _ => return Err(err(at, "expected a trait (123T), FREQUENCY, NOT or '('")),
         };
-        self.depth -= 1;
+        self.cur.leave();
         Ok(e)
     }
 }
@@ -400,24 +392,10 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn keyword(&mut self, kw: &str) -> Result<bool, RuleError> {
-        let save = self.pos;
-        match self.next()? {
-            (Tok::Word(w), _) if w.eq_ignore_ascii_case(kw.as_bytes()) => Ok(true),
-            _ => {
-                self.pos = save;
-                Ok(false)
-            }
-        }
-    }
-
     fn next(&mut self) -> Result<(Tok<'a>, usize), RuleError> {
-        let s = self.src;
-        while self.pos < s.len() && s[self.pos].is_ascii_whitespace() {
-            self.pos += 1;
-        }
-        let at = self.pos;
-        let Some(&b) = s.get(at) else { return Ok((Tok::End, at)) };
+        let (at, first) = self.cur.start();
+        let Some(b) = first else { return Ok((Tok::End, at)) };
+        let s = self.cur.src;
         let two = &s[at..(at + 2).min(s.len())];
         let (tok, len) = match b {
             b'(' | b'[' => (Tok::Open(b), 1),
@@ -428,31 +406,31 @@ impl<'a> Parser<'a> {
             _ if two == b"==" => (Tok::Cmp("=="), 2),
             b'0'..=b'9' => return self.number(at),
             _ if b.is_ascii_alphabetic() => {
-                let len = s[at..].iter().take_while(|b| b.is_ascii_alphabetic()).count();
-                (Tok::Word(&s[at..at + len]), len)
+                let w = self.cur.word(at, |b| b.is_ascii_alphabetic());
+                (Tok::Word(w), w.len())
             }
             _ => return Err(err(at, "unexpected character")),
         };
-        self.pos = at + len;
+        self.cur.pos = at + len;
         Ok((tok, at))
     }
 
     fn number(&mut self, at: usize) -> Result<(Tok<'a>, usize), RuleError> {
-        let s = self.src;
+        let s = self.cur.src;
         let len = s[at..].iter().take_while(|b| b.is_ascii_digit()).count();
         let n = std::str::from_utf8(&s[at..at + len])
             .ok()
             .and_then(|d| d.parse::<u64>().ok())
             .ok_or_else(|| err(at, "number too large"))?;
-        self.pos = at + len;
-        let suffix = match s.get(self.pos) {
+        self.cur.pos = at + len;
+        let suffix = match s.get(self.cur.pos) {
             Some(c @ (b'T' | b't' | b'D' | b'd')) => {
-                self.pos += 1;
+                self.cur.pos += 1;
                 Some(c.to_ascii_uppercase())
             }
             _ => None,
         };
-        if s.get(self.pos).is_some_and(u8::is_ascii_alphanumeric) {
+        if s.get(self.cur.pos).is_some_and(u8::is_ascii_alphanumeric) {
             return Err(err(at, "unexpected character after number"));
         }
         Ok((Tok::Num(n, suffix), at))

@@ -37,7 +37,7 @@ pub struct Shared {
 
 impl Shared {
     /// State for `threads` workers; the profile table is restored from `store.snapshot_path`
-    /// when one is configured (see [`restore_table`]).
+    /// when one is configured (a missing file starts empty; a refused one is logged).
     pub fn new(config: Config, catalog: Catalog, threads: usize) -> Shared {
         let table = Arc::new(restore_table(&config, &catalog));
         Shared::with_table(config, catalog, threads, table)

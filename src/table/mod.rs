@@ -320,7 +320,7 @@ impl ProfileTable {
     }
 
     /// Profiles dropped so far to stay within the table's bounds: a shard's share of
-    /// `max_profiles` (least recently seen first) or a bucket's [`shard::MAX_BUCKET_RECORDS`]
+    /// `max_profiles` (least recently seen first) or a bucket's `shard::MAX_BUCKET_RECORDS`
     /// (least recently written first), restore included.
     pub fn evicted(&self) -> u64 {
         self.profiles.evicted() as u64

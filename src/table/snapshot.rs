@@ -55,7 +55,7 @@ pub(crate) struct SnapshotStatus {
     failures: AtomicU64,
 }
 
-/// A copy of a table's [`SnapshotStatus`].
+/// A copy of a table's `SnapshotStatus`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SnapshotReport {
     /// Unix seconds when the last successful write finished (0: none yet).
