@@ -44,7 +44,8 @@ fn parse(c: &mut Criterion) {
 
 fn render(c: &mut Criterion) {
     let config = Config::load(&Cli::default()).expect("built-in config");
-    let catalog = dcsd::catalog::load(&config.taxonomy_source).expect("built-in taxonomy");
+    let catalog =
+        dcsd::catalog::load(&config.taxonomy_source, config.taxonomy_limits()).expect("built-in taxonomy");
     let dcs = Dcs::new(0, Arc::new(Shared::new(config, catalog, 1)));
     let mut g = c.benchmark_group("event_response");
     let pixel = b"GET /event?d_sid=1234&c_key=val HTTP/1.1\r\nHost: localhost\r\nCookie: demdex=12345678901234567890123456789012345678\r\n\r\n";

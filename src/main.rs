@@ -108,7 +108,7 @@ fn main() -> ExitCode {
 /// The configuration and the compiled taxonomy; every problem of either is reported.
 fn load(cli: &Cli) -> Result<(Config, Catalog), ConfigError> {
     let config = Config::load(cli)?;
-    let catalog = catalog::load(&config.taxonomy_source)?;
+    let catalog = catalog::load(&config.taxonomy_source, config.taxonomy_limits())?;
     Ok((config, catalog))
 }
 
@@ -136,7 +136,7 @@ fn log_ready(server: &Server) {
 /// SIGHUP: read, validate and compile the taxonomy again; swap it in, or keep the old one.
 fn reload(shared: &Shared) {
     sd_notify("RELOADING=1");
-    match catalog::load(&shared.config.taxonomy_source) {
+    match catalog::load(&shared.config.taxonomy_source, shared.config.taxonomy_limits()) {
         Ok(c) => {
             let n = c.counts();
             shared.swap_catalog(c);

@@ -13,7 +13,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::config::taxonomy::{global_device, Counts, Taxonomy};
-use crate::config::{ConfigError, TaxonomySource};
+use crate::config::{ConfigError, TaxonomyLimits, TaxonomySource};
 use crate::engine::Engine;
 use crate::identity::declared::DataSources;
 
@@ -191,12 +191,14 @@ impl DataSources for Catalog {
     }
 }
 
-/// Reads, validates and compiles the taxonomy from `src` (start-up, `--check`, reload).
+/// Reads (within `limits`), validates and compiles the taxonomy from `src` (start-up,
+/// `--check`, reload).
 ///
 /// # Errors
-/// An unreadable file, or every problem found in it; each message starts with the file name.
-pub fn load(src: &TaxonomySource) -> Result<Catalog, ConfigError> {
-    let (name, bytes) = crate::config::read_taxonomy(src)?;
+/// An unreadable file, one over a limit, or every problem found in it; each message starts
+/// with the file name.
+pub fn load(src: &TaxonomySource, limits: TaxonomyLimits) -> Result<Catalog, ConfigError> {
+    let (name, bytes) = crate::config::read_taxonomy(src, limits)?;
     Catalog::from_json(&bytes)
         .map_err(|errs| ConfigError(errs.into_iter().map(|e| format!("{name}: {e}")).collect()))
 }
@@ -260,7 +262,8 @@ mod tests {
         let doc = br#"{"customers":[{"id":1,"hosts":["a"]}],"data_sources":[{"dpid":1,"owner":1}],
             "traits":[{"sid":1,"dpid":1,"rule":"a == 1"},{"sid":2,"dpid":1,"rule":"(a == 1"}]}"#;
         std::fs::write(&path, doc).unwrap();
-        let e = load(&TaxonomySource::File(path.clone())).unwrap_err().to_string();
+        let limits = TaxonomyLimits { max_bytes: 1 << 20, max_depth: 32 };
+        let e = load(&TaxonomySource::File(path.clone()), limits).unwrap_err().to_string();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(e, format!("{}: $.traits[1].rule: at 7: expected ')'", path.display()));
     }

@@ -79,9 +79,22 @@ pub struct Limits {
     /// Idle keep-alive connections are closed after this, ms (1..=3600000).
     #[serde(deserialize_with = "timeout_ms")]
     pub keepalive_timeout_ms: u64,
-    /// Open connections per process; beyond it new connections are closed at once (>= 1).
+    /// Open client connections per process on the public listeners; beyond it new ones are
+    /// closed at once (>= 1). Lowered at start-up to what `RLIMIT_NOFILE` allows.
     #[serde(deserialize_with = "positive_usize")]
     pub max_connections: usize,
+    /// Open connections per client address (IPv6: per /64); 0 = no cap.
+    pub max_connections_per_ip: usize,
+    /// Open connections on the admin listeners, a budget of their own (>= 1).
+    #[serde(deserialize_with = "positive_usize")]
+    pub admin_max_connections: usize,
+    /// Largest taxonomy file read, bytes (1 KiB..=4 GiB); checked before parsing.
+    #[serde(deserialize_with = "taxonomy_bytes")]
+    pub taxonomy_max_bytes: u64,
+    /// Deepest nesting of JSON arrays and objects in the taxonomy (4..=1024); checked before
+    /// parsing.
+    #[serde(deserialize_with = "taxonomy_depth")]
+    pub taxonomy_max_depth: usize,
 }
 
 /// `[cookie]`
@@ -149,6 +162,11 @@ pub struct Store {
     pub max_traits_per_profile: usize,
     /// Snapshot file; "" = none.
     pub snapshot_path: String,
+    /// When a snapshot would hold fewer than this fraction of the previous file's profiles,
+    /// the previous file is kept aside (`<path>.previous`) and a warning logged (0.0..=1.0;
+    /// 0 = never).
+    #[serde(deserialize_with = "fraction")]
+    pub snapshot_shrink_ratio: f64,
     /// Seconds between snapshots.
     pub snapshot_interval_s: u32,
 }
@@ -223,6 +241,10 @@ impl Default for Limits {
             header_timeout_ms: 5000,
             keepalive_timeout_ms: 30000,
             max_connections: 100_000,
+            max_connections_per_ip: 1000,
+            admin_max_connections: 64,
+            taxonomy_max_bytes: 256 << 20,
+            taxonomy_max_depth: 32,
         }
     }
 }
@@ -257,6 +279,7 @@ impl Default for Store {
             max_profiles: 10_000_000,
             max_traits_per_profile: 1000,
             snapshot_path: String::new(),
+            snapshot_shrink_ratio: 0.5,
             snapshot_interval_s: 300,
         }
     }
@@ -310,6 +333,18 @@ fn body_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
 
 fn timeout_ms<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     in_range(d, 1, 3_600_000, "a time-out")
+}
+
+fn taxonomy_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    in_range(d, 1024, 4 << 30, "taxonomy_max_bytes")
+}
+
+fn taxonomy_depth<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    in_range(d, 4, 1024, "taxonomy_max_depth")
+}
+
+fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    in_range(d, 0.0, 1.0, "snapshot_shrink_ratio")
 }
 
 fn positive_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {

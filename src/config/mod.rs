@@ -127,6 +127,14 @@ impl Config {
         v
     }
 
+    /// The bounds a taxonomy document must stay within (`[limits]`).
+    pub fn taxonomy_limits(&self) -> TaxonomyLimits {
+        TaxonomyLimits {
+            max_bytes: self.limits.taxonomy_max_bytes,
+            max_depth: self.limits.taxonomy_max_depth,
+        }
+    }
+
     /// The one-line summary `--check` prints, with the taxonomy's `counts`.
     pub fn summary(&self, c: Counts) -> String {
         format!(
@@ -157,19 +165,53 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Reads the taxonomy's bytes: the built-in demo document or the file. Returns a name for
-/// messages and the bytes.
+/// Bounds on a taxonomy document, checked before it is parsed (`[limits]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaxonomyLimits {
+    /// Largest file, bytes.
+    pub max_bytes: u64,
+    /// Deepest nesting of arrays and objects.
+    pub max_depth: usize,
+}
+
+/// Reads the taxonomy's bytes: the built-in demo document or the file, within `limits` (size
+/// first, from the file's metadata and again while reading; then nesting depth, by one scan
+/// that keeps no state but a counter). Returns a name for messages and the bytes.
 ///
 /// # Errors
-/// The file cannot be read.
-pub fn read_taxonomy(src: &TaxonomySource) -> Result<(String, Vec<u8>), ConfigError> {
-    match src {
-        TaxonomySource::BuiltIn => Ok(("built-in taxonomy".to_string(), taxonomy::DEMO_JSON.into())),
-        TaxonomySource::File(p) => match std::fs::read(p) {
-            Ok(b) => Ok((p.display().to_string(), b)),
-            Err(e) => Err(ConfigError(vec![format!("{}: cannot read: {e}", p.display())])),
-        },
+/// The file cannot be read, or it is over a limit (the message names the limit).
+pub fn read_taxonomy(src: &TaxonomySource, limits: TaxonomyLimits) -> Result<(String, Vec<u8>), ConfigError> {
+    let (name, bytes) = match src {
+        TaxonomySource::BuiltIn => ("built-in taxonomy".to_string(), taxonomy::DEMO_JSON.as_bytes().to_vec()),
+        TaxonomySource::File(p) => (p.display().to_string(), read_bounded(p, limits.max_bytes)?),
+    };
+    if let Some(at) = taxonomy::nesting_over(&bytes, limits.max_depth) {
+        return Err(ConfigError(vec![format!(
+            "{name}: $: nested deeper than limits.taxonomy_max_depth ({}) at byte {at}",
+            limits.max_depth
+        )]));
     }
+    Ok((name, bytes))
+}
+
+/// The whole file, or an error when it holds more than `max` bytes (read at most `max + 1`).
+fn read_bounded(p: &Path, max: u64) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| ConfigError(vec![format!("{}: cannot read: {e}", p.display())]);
+    let too_big = |n: u64| {
+        ConfigError(vec![format!("{}: {n} bytes is over limits.taxonomy_max_bytes ({max})", p.display())])
+    };
+    let f = std::fs::File::open(p).map_err(cannot)?;
+    let len = f.metadata().map_err(cannot)?.len();
+    if len > max {
+        return Err(too_big(len));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    f.take(max + 1).read_to_end(&mut bytes).map_err(cannot)?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(bytes.len() as u64)); // the file grew while being read
+    }
+    Ok(bytes)
 }
 
 fn read_toml(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -262,6 +304,25 @@ mod tests {
     }
 
     #[test]
+    fn taxonomy_over_a_limit_is_refused_before_parsing() {
+        let dir = std::env::temp_dir().join(format!("dcsd-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("deep.json");
+        std::fs::write(&path, "[".repeat(5000)).unwrap();
+        let src = TaxonomySource::File(path.clone());
+        let deep = TaxonomyLimits { max_bytes: 1 << 20, max_depth: 32 };
+        let e = read_taxonomy(&src, deep).unwrap_err().to_string();
+        assert!(e.ends_with("nested deeper than limits.taxonomy_max_depth (32) at byte 32"), "{e}");
+        let small = TaxonomyLimits { max_bytes: 4096, max_depth: 32 };
+        let e = read_taxonomy(&src, small).unwrap_err().to_string();
+        assert!(e.ends_with("5000 bytes is over limits.taxonomy_max_bytes (4096)"), "{e}");
+        // Brackets inside strings are not nesting.
+        std::fs::write(&path, format!(r#"{{"version":"{}","customers":[]}}"#, "[".repeat(100))).unwrap();
+        assert!(read_taxonomy(&src, deep).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn line_col_counts_from_one() {
         assert_eq!(line_col("ab\ncd", 0), (1, 1));
         assert_eq!(line_col("ab\ncd", 4), (2, 2));
@@ -280,7 +341,7 @@ mod tests {
         assert_eq!(c.server.threads, 3);
         assert_eq!(c.server.driver, Driver::Legacy);
         assert_eq!(c.taxonomy_source, TaxonomySource::BuiltIn);
-        let (_, demo) = read_taxonomy(&c.taxonomy_source).unwrap();
+        let (_, demo) = read_taxonomy(&c.taxonomy_source, c.taxonomy_limits()).unwrap();
         let counts = Taxonomy::parse(&demo).unwrap().counts();
         assert!(c.summary(counts).starts_with("ok: 3 hosts, 2 data sources, 4 traits"));
     }

@@ -322,6 +322,36 @@ pub fn global_device(dpid: u32) -> Option<DeviceFormat> {
     }
 }
 
+/// The offset of the first `[` or `{` that opens a level deeper than `max` in a JSON text
+/// (outside strings), or `None`. A scan with one counter, so a hostile document costs nothing
+/// before it is refused (a parser would allocate per level).
+pub fn nesting_over(json: &[u8], max: usize) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in json.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 // === impl DataSource ===
 
 impl DataSource {
