@@ -34,6 +34,9 @@ pub struct Catalog {
     sources: FxHashMap<u32, Source>,
     /// Days a trait realization lives.
     trait_ttl_days: u32,
+    /// Most partner connections one core may hold: the sum of every real-time data source's
+    /// `max_conns_per_core`.
+    partner_conns_per_core: usize,
     /// What the document held, for `--check` and reload log lines.
     counts: Counts,
 }
@@ -75,6 +78,12 @@ impl Catalog {
             ics: FxHashMap::default(),
             sources: FxHashMap::default(),
             trait_ttl_days: doc.trait_ttl_days,
+            partner_conns_per_core: doc
+                .data_sources
+                .iter()
+                .filter_map(|d| d.realtime.as_ref())
+                .map(|r| r.max_conns_per_core as usize)
+                .sum(),
             counts: doc.counts(),
         };
         for cu in &doc.customers {
@@ -171,6 +180,11 @@ impl Catalog {
     /// Days a trait realization lives (`trait_ttl_days`).
     pub fn trait_ttl_days(&self) -> u32 {
         self.trait_ttl_days
+    }
+
+    /// Most partner connections one core may hold at once (file descriptors to reserve).
+    pub fn partner_conns_per_core(&self) -> usize {
+        self.partner_conns_per_core
     }
 
     /// What the document held.
