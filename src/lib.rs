@@ -19,6 +19,7 @@
 //!   CLOCK eviction) and its snapshot file; no IO except the snapshot thread.
 //! * [`metrics`] — per-core counters and latency histograms, summed only when scraped.
 //! * [`error`] — where errors learn their [`error::Side`] and HTTP status.
+//! * [`sim`] — `dcsd-partner-sim`, the real-time partner simulator for tests, benches and partners.
 //!
 //! # Request flow (one core, one task per connection)
 //! `accept` → [`http::conn`] reads into an owned buffer → [`http::request::parse_head`]
@@ -43,6 +44,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod privacy;
 pub mod runtime;
+pub mod sim;
 pub mod table;
 
 /// The daemon's version, as sent in the `DCS` response header.
