@@ -25,9 +25,13 @@
 //!   validation only.
 //! * [`metrics`] — per-core counters and latency histograms, summed only when scraped.
 //! * Leaves: [`error`] (protocol errors → statuses), [`json`] (string escaping), [`mod@log`].
+//! * Apart: [`sim`] — `dcsd-partner-sim`, the real-time partner simulator for tests, benches
+//!   and partners' engineers; it uses only `http`, `error`, `json` and `log`, and `main` starts
+//!   one in-process for the built-in demo taxonomy.
 //!
-//! Threads: `runtime` starts the workers, `main` handles signals, and the table's snapshot
-//! writer runs on its own thread; nothing else starts one.
+//! Threads: `runtime` starts the workers, `main` handles signals, the table's snapshot writer
+//! runs on its own thread, and an in-process partner simulator runs its own; nothing else
+//! starts one.
 //!
 //! # Request flow (one core, one task per connection)
 //! `accept` → [`http::conn`] reads into an owned buffer → [`http::request::parse_head`]
@@ -53,6 +57,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod privacy;
 pub mod runtime;
+pub mod sim;
 pub mod table;
 
 /// The daemon's version, as sent in the `DCS` response header.
