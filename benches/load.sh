@@ -1,258 +1,353 @@
 #!/usr/bin/env bash
-# Daemon-level load benchmark: dcsd's `/event` against the pixel anchors
-# (nginx empty_gif, 1 worker; minpixel, 1 thread, COOP_TASKRUN), in ONE run,
-# with the load shapes of the shared bench harness, printed as ONE table.
+# Daemon-level load benchmark: dcsd against reference servers ("anchors") in ONE run, printed as
+# ONE table with ratios. Everything it uses is in this repository (benches/README.md).
 #
-# usage: benches/load.sh [--quick] [--pixel]      (from the repository root)
-#   --quick   3 s runs, 1 repeat (smoke test, about 1.5 min); default 10 s x 3
-#   --pixel   pixel-mode path (no d_rtbd=json) instead of JSON mode
+# usage: benches/load.sh [--quick] [--pixel] [--partner]     (from anywhere in the repository)
+#   (default)  anchor A: dcsd's /event against nginx empty_gif (1 worker) and minpixel
+#              (examples/minpixel.rs: monoio, 1 thread, COOP_TASKRUN): wrk c64 max throughput,
+#              oha at PIXEL_RATES latency-corrected, connection per request (wrk, oha CLOSE_RATE)
+#   --partner  anchor B: requests that wait on a real-time partner. The partner stand-in
+#              (dcsd-partner-sim, on the load generator's CPU) answers after each of
+#              PARTNER_DELAYS_MS; measured: the stand-in directly ("direct"), nginx proxy_pass
+#              to it over an upstream keep-alive pool ("nginx"), and dcsd in JSON mode with a
+#              generated taxonomy whose real-time data sources call it ("dcsd"; "dcsd-pN" for
+#              N sources per request), at PARTNER_RATES with PARTNER_CONNS connections; then
+#              dcsd with a partner that hangs ("hang"), at PARTNER_HANG_RATE
+#   --quick    3 s runs, 1 repeat (a smoke test); default 10 s x 3 (pixel: about 10 min)
+#   --pixel    pixel-mode path (no d_rtbd=json) instead of JSON mode
 # environment:
 #   DCSD_BIN=path      use this binary (no build); default: cargo build --release
-#   EXTRA_HEADER="Name: value"  one more header on every request (e.g. a demdex cookie)
+#   DCSD_BASELINE_BIN=path  also measure this (older) dcsd binary in the same run, as server
+#                      "base", with the columns base and dcsd/base
 #   DCSD_ARGS="..."    extra dcsd arguments (e.g. --taxonomy big.json), for dcsd and base
-#   DCSD_BASELINE_BIN=path  also measure this (older) dcsd binary in the same run, as
-#                      server "base", and add the columns base and dcsd/base
+#   EXTRA_HEADER="Name: value"  one more header on every request (e.g. a demdex cookie)
 #   URL_PATH=/...      request path (default /event?d_sid=1234&c_key=val&d_rtbd=json)
-#   HOST_HEADER=name   Host header sent to every server (default localhost, a host
-#                      of the built-in demo taxonomy; empty = 127.0.0.1:PORT)
-#   DURATION, REPEATS, WARMUP, PIXEL_RATES, CLOSE_RATE, CONNS: as in the harness
-#   LOAD_ONLY="nginx minpixel dcsd"  subset of servers
-#   DCSD_BENCH_DIR (default ../shared/bench), BENCH_WORK (default /tmp/dcsd-bench)
+#   HOST_HEADER=name   Host header of every request (default localhost, a host of the built-in
+#                      demo taxonomy and of the --partner taxonomy; empty = 127.0.0.1:PORT)
+#   LOAD_ONLY="..."    subset of servers: pixel "nginx minpixel dcsd" (default all);
+#                      partner "direct nginx dcsd hang" (default all)
+#   PARTNERS_PER_REQUEST="1 2 4"  real-time sources per request, one dcsd per value (default 1)
+#   PARTNER_BIN=path, PARTNER_ARGS_STYLE=listen|addr  another partner stand-in (default: the
+#                      crate's dcsd-partner-sim, built; `addr` passes --addr instead of --listen);
+#                      PARTNER_EXTRA_ARGS="..." more stand-in arguments
+#   MINPIXEL_BIN=path  another minpixel (default: the crate's example, built)
+#   DURATION, WARMUP, REPEATS, CONNS, PIXEL_RATES, CLOSE_RATE, PARTNER_*: benches/harness/bench.env
+#   BENCH_WORK (default /tmp/dcsd-bench), RUN_DIR (default $BENCH_WORK/load-<UTC>)
 #   MIMALLOC_ALLOW_THP (default 0, as in the systemd unit; 1 measures with huge pages)
 #
-# Every server binds 127.0.0.1 on a free port and runs on CPU 0 (taskset -c 0);
-# the load generator runs on CPU 1. Servers are started by this script and
-# stopped by PID. Each load run is bounded by `timeout`. Raw outputs, configs,
-# runs.jsonl, summary.md (medians with min-max) and the table go to
-# $BENCH_WORK/load-<UTC>/. Server CPU us/req = delta of
-# /proc/PID/task/*/schedstat (field 1, ns on CPU) over the run / completed requests.
+# Every server binds 127.0.0.1 on a free port and runs on CPU 0 (taskset -c 0); the load
+# generator runs on CPU 1. Servers are started by this script, waited for (port, HTTP or ready
+# line) and stopped by PID; each load run is bounded by `timeout`. Raw outputs, configurations,
+# runs.jsonl, summary.md (medians with min-max) and table.md go to RUN_DIR. Server µs/request =
+# the server's time on CPU over a run (/proc/PID/task/*/schedstat) / completed requests.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_DIR=$(cd "${DCSD_BENCH_DIR:-$REPO/../shared/bench}" && pwd)
-export BENCH_WORK=${BENCH_WORK:-${TMPDIR:-/tmp}/dcsd-bench}
-export PATH="$HOME/.cargo/bin:$PATH"
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+[[ "$TARGET_DIR" == /* ]] || TARGET_DIR=$REPO/$TARGET_DIR
 # As the systemd unit: no transparent huge pages for mimalloc (README "Performance").
 export MIMALLOC_ALLOW_THP=${MIMALLOC_ALLOW_THP:-0}
 
-PIXEL_MODE_PATH='/event?d_sid=1234&c_key=val'
+MODE=pixel
 URL_PATH=${URL_PATH:-/event?d_sid=1234&c_key=val&d_rtbd=json}
 for a in "$@"; do
   case "$a" in
     --quick) export QUICK=1 ;;
-    --pixel) URL_PATH=$PIXEL_MODE_PATH ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    --pixel) URL_PATH='/event?d_sid=1234&c_key=val' ;;
+    --partner) MODE=partner ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown argument: $a (see --help)" >&2; exit 2 ;;
   esac
 done
 HOST_HEADER=${HOST_HEADER-localhost}
-LOAD_ONLY=${LOAD_ONLY:-"nginx minpixel dcsd"}
+if [[ $MODE == pixel ]]; then
+  LOAD_ONLY=${LOAD_ONLY:-"nginx minpixel dcsd"}
+else
+  LOAD_ONLY=${LOAD_ONLY:-"direct nginx dcsd hang"}
+fi
 want() { [[ " $LOAD_ONLY " == *" $1 "* ]]; }
+# nginx needs more descriptors than the usual 1024 at high connection counts.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# ------------------------------------------------------------------ harness
+# lib.sh: bench.env (environment overrides win), QUICK, RUN_DIR, servers by PID, load runs.
+export BENCH_WORK=${BENCH_WORK:-${TMPDIR:-/tmp}/dcsd-bench}
+export RUN_DIR=${RUN_DIR:-$BENCH_WORK/load-$(date -u +%Y%m%dT%H%M%SZ)}
+# shellcheck source=harness/lib.sh
+source "$REPO/benches/harness/lib.sh"
+# End the run on INT/TERM; the EXIT trap of lib.sh stops the servers still running, by PID.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+missing=$(tools_missing)
+if [[ -n "$missing" ]]; then
+  echo "missing: $missing; running benches/install.sh --no-build" >&2
+  bash "$REPO/benches/install.sh" --no-build >&2
+  OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
+  missing=$(tools_missing)
+  [[ -z "$missing" ]] || { echo "still missing after benches/install.sh: $missing" >&2; exit 1; }
+fi
 
 # ------------------------------------------------------------------ binaries
-if want dcsd; then
+uses_dcsd() { if [[ $MODE == pixel ]]; then want dcsd; else want dcsd || want hang; fi; }
+# Binaries and examples are built by separate cargo invocations: building an example enables
+# the dev-dependencies' features, and dcsd must be the same binary as `cargo build --release`.
+build=() build_examples=()
+if uses_dcsd; then
   if [[ -n "${DCSD_BIN:-}" ]]; then
     [[ -x "$DCSD_BIN" ]] || { echo "DCSD_BIN=$DCSD_BIN is not an executable file" >&2; exit 2; }
   else
-    echo "building dcsd (cargo build --release)" >&2
-    (cd "$REPO" && cargo build --release >&2)
-    DCSD_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/dcsd
+    build+=(--bin dcsd)
+    DCSD_BIN=$TARGET_DIR/release/dcsd
   fi
-  DCSD_BIN=$(cd "$(dirname "$DCSD_BIN")" && pwd)/$(basename "$DCSD_BIN")
 fi
-MINPIXEL=$BENCH_WORK/tools-target/release/minpixel
-tools_ok() {
-  command -v wrk >/dev/null && command -v nginx >/dev/null && [[ -x /usr/bin/time ]] &&
-    { command -v oha >/dev/null || [[ -x "$HOME/.cargo/bin/oha" ]]; } && [[ -x "$MINPIXEL" ]]
+if [[ $MODE == pixel ]] && want minpixel; then
+  if [[ -n "${MINPIXEL_BIN:-}" ]]; then
+    [[ -x "$MINPIXEL_BIN" ]] || { echo "MINPIXEL_BIN=$MINPIXEL_BIN is not an executable file" >&2; exit 2; }
+  else
+    build_examples+=(--example minpixel)
+    MINPIXEL_BIN=$TARGET_DIR/release/examples/minpixel
+  fi
+fi
+PARTNER_ARGS_STYLE=${PARTNER_ARGS_STYLE:-listen}
+if [[ $MODE == partner ]]; then
+  case "$PARTNER_ARGS_STYLE" in listen|addr) ;; *) echo "PARTNER_ARGS_STYLE must be listen or addr" >&2; exit 2 ;; esac
+  if [[ -n "${PARTNER_BIN:-}" ]]; then
+    [[ -x "$PARTNER_BIN" ]] || { echo "PARTNER_BIN=$PARTNER_BIN is not an executable file" >&2; exit 2; }
+  else
+    if ! (cd "$REPO" && cargo metadata --no-deps --format-version 1 2>/dev/null) | grep -q '"name":"dcsd-partner-sim"'; then
+      echo "this checkout has no dcsd-partner-sim binary: set PARTNER_BIN to a partner stand-in" \
+        "(PARTNER_ARGS_STYLE=addr if it takes --addr instead of --listen)" >&2
+      exit 2
+    fi
+    build+=(--bin dcsd-partner-sim)
+    PARTNER_BIN=$TARGET_DIR/release/dcsd-partner-sim
+  fi
+fi
+for targets in "${build[*]}" "${build_examples[*]}"; do
+  [[ -n "$targets" ]] || continue
+  log "building: cargo build --release $targets"
+  # shellcheck disable=SC2086  # one word per argument
+  (cd "$REPO" && cargo build --release $targets >&2)
+done
+abs() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
+[[ -n "${DCSD_BIN:-}" ]] && DCSD_BIN=$(abs "$DCSD_BIN")
+[[ -n "${DCSD_BASELINE_BIN:-}" ]] && {
+  [[ -x "$DCSD_BASELINE_BIN" ]] || { echo "DCSD_BASELINE_BIN=$DCSD_BASELINE_BIN is not an executable file" >&2; exit 2; }
+  DCSD_BASELINE_BIN=$(abs "$DCSD_BASELINE_BIN")
 }
-if ! tools_ok; then
-  echo "bench tools missing: running $BENCH_DIR/scripts/00-install.sh" >&2
-  bash "$BENCH_DIR/scripts/00-install.sh" >&2
-  tools_ok || { echo "bench tools still missing after 00-install.sh" >&2; exit 1; }
-fi
-command -v curl >/dev/null || { echo "curl missing (apt-get install curl)" >&2; exit 1; }
 
-# ------------------------------------------------------------------ harness
-# lib.sh: bench.env defaults (env overrides win), QUICK handling, RUN_DIR
-# layout (raw/ conf/ tmp/), start_server/stop_server by PID, series/run_wrk/
-# run_oha (runs.jsonl with schedstat CPU deltas), and an EXIT trap that
-# SIGTERMs the servers it started.
-export RUN_DIR=${RUN_DIR:-$BENCH_WORK/load-$(date -u +%Y%m%dT%H%M%SZ)}
-# shellcheck source=/dev/null
-source "$BENCH_DIR/scripts/lib.sh"
-# lib.sh traps INT/TERM with its cleanup but then carries on; here they end
-# the run (the EXIT trap, lib.sh's _cleanup, still stops the servers by PID).
-trap 'exit 130' INT
-trap 'exit 143' TERM
 describe_env
-URL_PATH_Q=$URL_PATH
-HDR=(); [[ -n "$HOST_HEADER" ]] && HDR=(-H "Host: $HOST_HEADER")
+HDR=()
+[[ -n "$HOST_HEADER" ]] && HDR=(-H "Host: $HOST_HEADER")
 [[ -n "${EXTRA_HEADER:-}" ]] && HDR+=(-H "$EXTRA_HEADER")
-read -r -a RATES <<< "$PIXEL_RATES"
+read -r -a DCSD_EXTRA_ARGS <<< "${DCSD_ARGS:-}"
 
-# A port nothing listens on (scan upwards; distinct per server, so a dying
-# io_uring server's lingering listener can never take part of the next load).
-# free_port sets PORT (not run in a subshell, so NEXT_PORT advances).
-NEXT_PORT=${LOAD_PORT_BASE:-18180}
-free_port() {
-  local p
-  for ((p = NEXT_PORT; p < NEXT_PORT + 500; p++)); do
-    if [[ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]]; then NEXT_PORT=$((p + 1)); PORT=$p; return 0; fi
-  done
-  echo "no free port from $NEXT_PORT" >&2; return 1
+# ------------------------------------------------------------------ common steps
+
+# sample NAME URL: one request kept for the record (status, headers, body), before the load.
+sample() {
+  local name=$1 url=$2 h="$RUN_DIR/raw/$1.sample.headers" b="$RUN_DIR/raw/$1.sample.body"
+  curl -s --max-time 5 -D "$h" -o "$b" "${HDR[@]}" "$url" || true
+  log "  sample: $(head -1 "$h" 2>/dev/null | tr -d '\r'), $(wc -c < "$b" 2>/dev/null || echo 0) body bytes"
+  grep -qE '^HTTP/1\.[01] 200' "$h" 2>/dev/null || log "  WARNING: $name did not answer 200"
+  grep -i '^x-error' "$h" 2>/dev/null | tr -d '\r' | sed 's/^/  WARNING: /' >&2 || true
 }
 
-# wait_http PORT PATH: poll until it answers 200 (server must stay alive).
-wait_http() {
-  local port=$1 path=$2 i code
-  for ((i = 0; i < 300; i++)); do
-    kill -0 "$SRV_PID" 2>/dev/null || { echo "server exited during startup" >&2; return 1; }
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port$path" || true)
-    [[ "$code" == 200 ]] && return 0
-    sleep 0.1
-  done
-  echo "no 200 from http://127.0.0.1:$port$path within 30 s" >&2; return 1
+# start_dcsd LABEL BIN [ARGS...]: dcsd on SERVER_CPU, 1 worker, a free port (PORT); waits for
+# /healthz. Sets SRV_PID.
+start_dcsd() {
+  local label=$1 bin=$2
+  shift 2
+  free_port
+  log "start $label ($bin), 1 thread, 127.0.0.1:$PORT"
+  start_server "$label" "$SERVER_CPU" "$bin" --listen "127.0.0.1:$PORT" --threads 1 "$@" "${DCSD_EXTRA_ARGS[@]}"
+  wait_http "$SRV_PID" "$PORT" /healthz || { cat "$(server_log "$label")" >&2; exit 1; }
+  "$bin" --version > "$RUN_DIR/conf/$label.version" 2>&1 || true
 }
 
-# measure NAME PORT: the anchor load shapes against the running server SRV_PID.
-measure() {
-  local name=$1 port=$2 url="http://127.0.0.1:$2$URL_PATH_Q" q
-  # One request first, kept for the record (status, headers, body size).
-  curl -s -D "$RUN_DIR/raw/$name.sample.headers" -o "$RUN_DIR/raw/$name.sample.body" \
-    "${HDR[@]}" "$url" || true
-  log "  sample: $(head -1 "$RUN_DIR/raw/$name.sample.headers" | tr -d '\r'), $(wc -c < "$RUN_DIR/raw/$name.sample.body") body bytes"
-  grep -qE '^HTTP/1\.[01] 200' "$RUN_DIR/raw/$name.sample.headers" || log "  WARNING: $name did not answer 200"
-  grep -i '^x-error' "$RUN_DIR/raw/$name.sample.headers" | tr -d '\r' | sed 's/^/  WARNING: /' >&2 || true
+# stop_dcsd LABEL: stop it, and point at its log if it logged errors.
+stop_dcsd() {
+  stop_server "$1" "$SRV_PID"
+  if grep -qiE 'panicked|ERROR' "$(server_log "$1")"; then
+    log "WARNING: $1 logged errors: see $(server_log "$1")"
+  fi
+}
+
+# ------------------------------------------------------------------ anchor A: pixel
+
+# measure_pixel NAME PORT: the anchor-A load shapes against the running server SRV_PID.
+measure_pixel() {
+  local name=$1 url="http://127.0.0.1:$2$URL_PATH" q
+  sample "$name" "$url"
   mem_snapshot "$name" "$SRV_PID" idle
-  META_ANCHOR=L META_SERVER=$name META_PLACEMENT=pinned
+  SRV_PIDS=$(tree_pids "$SRV_PID") EXTRA_PIDS=""
+  META_ANCHOR=L META_SERVER=$name META_CASE=""
   META_CONN=keepalive
   series wrk "L-$name-ka-wrk" "$LOADGEN_CPU" "$url" "${HDR[@]}"
-  for q in "${RATES[@]}"; do series oha "L-$name-ka-oha$q" "$LOADGEN_CPU" "$q" "$url" "${HDR[@]}"; done
+  for q in $PIXEL_RATES; do series oha "L-$name-ka-oha$q" "$LOADGEN_CPU" "$q" "$url" "${HDR[@]}"; done
   META_CONN=close
   series wrk "L-$name-close-wrk" "$LOADGEN_CPU" "$url" "${HDR[@]}" -H "Connection: close"
   series oha "L-$name-close-oha$CLOSE_RATE" "$LOADGEN_CPU" "$CLOSE_RATE" "$url" "${HDR[@]}" --disable-keepalive
   kill -0 "$SRV_PID" 2>/dev/null || log "  WARNING: $name exited during the load runs"
 }
 
-# finish NAME: stop the server by PID (SIGTERM, 15 s, then SIGKILL).
-finish() {
-  local name=$1
-  local pid=$SRV_PID guard
-  ( trap 'kill "$s" 2>/dev/null; exit 0' TERM; sleep 15 & s=$!; wait "$s"; kill -KILL "$pid" 2>/dev/null ) &
-  guard=$!
-  stop_server "$name"
-  kill "$guard" 2>/dev/null || true; wait "$guard" 2>/dev/null || true
+pixel_run() {
+  log "load run (pixel anchors): $RUN_DIR  (DURATION=$DURATION REPEATS=$REPEATS WARMUP=$WARMUP; path $URL_PATH; Host ${HOST_HEADER:-<url>})"
+  local conf
+  if want nginx; then
+    free_port
+    conf=$(render_nginx nginx-pixel.conf.in nginx 1 "$PORT")
+    log "start nginx empty_gif, 1 worker, 127.0.0.1:$PORT"
+    start_server nginx "$SERVER_CPU" nginx -c "$conf"
+    wait_port "$SRV_PID" "$PORT"
+    wait_http "$SRV_PID" "$PORT" /
+    measure_pixel nginx "$PORT"
+    stop_server nginx "$SRV_PID"
+  fi
+  if want minpixel; then
+    free_port
+    log "start minpixel, 1 thread, coop, 127.0.0.1:$PORT"
+    start_server minpixel "$SERVER_CPU" "$MINPIXEL_BIN" --addr "127.0.0.1:$PORT" --threads 1 --uring-flags coop
+    wait_line "$SRV_PID" "$(server_log minpixel)" '^minpixel listening on'
+    wait_http "$SRV_PID" "$PORT" /
+    measure_pixel minpixel "$PORT"
+    stop_server minpixel "$SRV_PID"
+  fi
+  if want dcsd; then
+    start_dcsd dcsd "$DCSD_BIN"
+    measure_pixel dcsd "$PORT"
+    stop_dcsd dcsd
+  fi
+  if [[ -n "${DCSD_BASELINE_BIN:-}" ]]; then
+    start_dcsd base "$DCSD_BASELINE_BIN"
+    measure_pixel base "$PORT"
+    stop_dcsd base
+  fi
 }
 
-log "load run: $RUN_DIR  (DURATION=$DURATION REPEATS=$REPEATS WARMUP=$WARMUP; path $URL_PATH_Q; Host ${HOST_HEADER:-<url>})"
+# ------------------------------------------------------------------ anchor B: partner
+export PARTNER_TIMEOUT_MS PARTNER_BUDGET_MS PARTNER_POOL PARTNER_BREAKER_FAILURES PARTNER_BREAKER_OPEN_MS
 
-if want nginx; then
-  free_port; port=$PORT
-  conf=$(render_nginx nginx-pixel.conf.in nginx "1" "$port")
-  log "start nginx empty_gif, 1 worker, 127.0.0.1:$port"
-  start_server nginx "$SERVER_CPU" nginx -c "$conf"
-  wait_port "$port"; wait_http "$port" /
-  measure nginx "$port"; finish nginx
-fi
-if want minpixel; then
-  free_port; port=$PORT
-  log "start minpixel, 1 thread, coop, 127.0.0.1:$port"
-  start_server minpixel "$SERVER_CPU" "$MINPIXEL" --addr "127.0.0.1:$port" --threads 1 --uring-flags coop
-  wait_port "$port"; wait_http "$port" /
-  measure minpixel "$port"; finish minpixel
-fi
-if want dcsd; then
-  free_port; port=$PORT
-  log "start dcsd ($DCSD_BIN), 1 thread, 127.0.0.1:$port"
-  read -r -a EXTRA_ARGS <<< "${DCSD_ARGS:-}"
-  start_server dcsd "$SERVER_CPU" "$DCSD_BIN" --listen "127.0.0.1:$port" --threads 1 "${EXTRA_ARGS[@]}"
-  wait_http "$port" /healthz || { cat "$RUN_DIR/raw/dcsd.$SERIES_ID.log" >&2; exit 1; }
-  "$DCSD_BIN" --version > "$RUN_DIR/conf/dcsd.version" 2>&1 || true
-  measure dcsd "$port"; finish dcsd
-  if grep -qiE 'panicked|ERROR' "$RUN_DIR/raw/dcsd.$SERIES_ID.log"; then
-    log "WARNING: dcsd logged errors: see $RUN_DIR/raw/dcsd.$SERIES_ID.log"
+# start_partner LABEL DELAY_MS: the stand-in on LOADGEN_CPU, 1 thread, a free port (SIM_PORT);
+# waits for its ready line and its port. Sets SIM_PID.
+start_partner() {
+  local label=$1 d=$2 delay
+  if [[ "$d" == *.* ]]; then
+    delay=(--delay-us "$(awk -v d="$d" 'BEGIN { printf "%d", d * 1000 }')")
+  else
+    delay=(--delay-ms "$d")
   fi
-fi
-if [[ -n "${DCSD_BASELINE_BIN:-}" ]]; then
-  [[ -x "$DCSD_BASELINE_BIN" ]] || { echo "DCSD_BASELINE_BIN=$DCSD_BASELINE_BIN is not an executable file" >&2; exit 2; }
-  free_port; port=$PORT
-  log "start baseline dcsd ($DCSD_BASELINE_BIN), 1 thread, 127.0.0.1:$port"
-  read -r -a EXTRA_ARGS <<< "${DCSD_ARGS:-}"
-  start_server base "$SERVER_CPU" "$DCSD_BASELINE_BIN" --listen "127.0.0.1:$port" --threads 1 "${EXTRA_ARGS[@]}"
-  wait_http "$port" /healthz || exit 1
-  measure base "$port"; finish base
-fi
+  free_port
+  SIM_PORT=$PORT
+  log "start partner stand-in ($PARTNER_BIN), delay $d ms, 1 thread, CPU $LOADGEN_CPU, 127.0.0.1:$SIM_PORT"
+  local extra
+  read -r -a extra <<< "${PARTNER_EXTRA_ARGS:-}"
+  start_server "$label" "$LOADGEN_CPU" "$PARTNER_BIN" "--$PARTNER_ARGS_STYLE" "127.0.0.1:$SIM_PORT" --threads 1 \
+    "${delay[@]}" "${extra[@]}"
+  SIM_PID=$SRV_PID
+  wait_line "$SIM_PID" "$(server_log "$label")" 'listening on'
+  wait_port "$SIM_PID" "$SIM_PORT"
+  mem_snapshot "$label" "$SIM_PID" idle
+}
 
-python3 "$BENCH_DIR/scripts/report.py" "$RUN_DIR" > /dev/null || log "report.py failed"
+# dcsd_config NAME PARTNERS URL_TEMPLATE BIN: writes conf/NAME/{dcsd.toml,taxonomy.json},
+# checks them with `BIN --check`, prints the dcsd.toml path.
+dcsd_config() {
+  local dir="$RUN_DIR/conf/$1"
+  python3 "$HARNESS_DIR/partner-config.py" "$dir" "$2" "$3"
+  "$4" --config "$dir/dcsd.toml" --check >&2 || { echo "$4 --check refused $dir" >&2; exit 1; }
+  echo "$dir/dcsd.toml"
+}
 
-# ------------------------------------------------------------------ table
-python3 - "$RUN_DIR" "$BENCH_DIR/scripts/report.py" "$CLOSE_RATE" "$PIXEL_RATES" "$CONNS" > "$RUN_DIR/table.md" <<'PY'
-import importlib.util, json, os, statistics, sys
-run_dir, report_py, close_rate, rates = sys.argv[1], sys.argv[2], int(sys.argv[3]), [int(x) for x in sys.argv[4].split()]
-conns = sys.argv[5]
-spec = importlib.util.spec_from_file_location("report", report_py)
-rep = importlib.util.module_from_spec(spec); spec.loader.exec_module(rep)
-runs = [json.loads(l) for l in open(os.path.join(run_dir, "runs.jsonl")) if l.strip()]
-cells = {}
-for r in runs:
-    cells.setdefault((r["server"], r["conn"], r["tool"], r["rate"]), []).append(rep.load_run(run_dir, r))
-servers = ["nginx", "minpixel", "dcsd"]
-has_base = any(k[0] == "base" for k in cells)
-if has_base:
-    servers.append("base")
+# measure_partner NAME URL RATES...: oha at each fixed rate, PARTNER_CONNS connections, against
+# the running server; SRV_PIDS and EXTRA_PIDS set by the caller.
+measure_partner() {
+  local name=$1 url=$2 q
+  shift 2
+  sample "$name-$META_CASE" "$url"
+  META_ANCHOR=P META_SERVER=$name META_CONN=keepalive
+  for q in "$@"; do
+    RUN_CONNS=$PARTNER_CONNS series oha "P-$name-$META_CASE-oha$q" "$LOADGEN_CPU" "$q" "$url" "${HDR[@]}"
+  done
+}
 
-def val(server, cell, key):
-    ms = cells.get((server,) + cell)
-    if not ms:
-        return None
-    if key == "errors":
-        return float(sum(m["errors"] for m in ms))
-    return statistics.median(m[key] for m in ms)
+# partner_dcsd NAME BIN CONFIG RATES...: one dcsd (or base) cell set against the running stand-in.
+partner_dcsd() {
+  local name=$1 bin=$2 config=$3 label="$1-$META_CASE"
+  shift 3
+  start_dcsd "$label" "$bin" --config "$config"
+  mem_snapshot "$label" "$SRV_PID" idle
+  SRV_PIDS=$SRV_PID EXTRA_PIDS=$SIM_PID
+  measure_partner "$name" "http://127.0.0.1:$PORT$URL_PATH" "$@"
+  stop_dcsd "$label"
+}
 
-def fmt(v, key):
-    if v is None:
-        return "–"
-    if key == "rps" or key == "errors":
-        return f"{v:,.0f}"
-    if key in ("p50", "p99"):
-        return f"{v:.3f}"
-    if key == "p999":
-        return f"{v:.2f}"
-    return f"{v:.2f}"
+partner_run() {
+  log "load run (partner anchors): $RUN_DIR  (DURATION=$DURATION REPEATS=$REPEATS WARMUP=$WARMUP; rates $PARTNER_RATES; delays $PARTNER_DELAYS_MS ms; $PARTNER_CONNS connections; path $URL_PATH; Host ${HOST_HEADER:-<url>})"
+  [[ $URL_PATH == *d_rtbd=json* ]] || log "note: not JSON mode ($URL_PATH): dcsd answers without waiting for partners"
+  local d n name conf first=1 rates
+  read -r -a rates <<< "$PARTNER_RATES"
+  for d in $PARTNER_DELAYS_MS; do
+    META_CASE="d$d"
+    start_partner "sim-d$d" "$d"
+    local template="http://127.0.0.1:$SIM_PORT/segments?uid=\${UUID}"
+    if want direct; then
+      log "direct: load generator -> stand-in"
+      SRV_PIDS=$SIM_PID EXTRA_PIDS=""
+      measure_partner direct "http://127.0.0.1:$SIM_PORT$URL_PATH" "${rates[@]}"
+    fi
+    if want nginx; then
+      free_port
+      conf=$(render_nginx nginx-proxy.conf.in "nginx-proxy-d$d" 1 "$PORT" "$SIM_PORT")
+      log "start nginx proxy_pass (1 worker, upstream keepalive 256) -> stand-in, 127.0.0.1:$PORT"
+      start_server "nginx-proxy-d$d" "$SERVER_CPU" nginx -c "$conf"
+      wait_port "$SRV_PID" "$PORT"
+      wait_http "$SRV_PID" "$PORT" /
+      mem_snapshot "nginx-proxy-d$d" "$SRV_PID" idle
+      SRV_PIDS=$(tree_pids "$SRV_PID") EXTRA_PIDS=$SIM_PID
+      measure_partner nginx "http://127.0.0.1:$PORT$URL_PATH" "${rates[@]}"
+      stop_server "nginx-proxy-d$d" "$SRV_PID"
+    fi
+    if want dcsd; then
+      for n in $PARTNERS_PER_REQUEST; do
+        name=dcsd; ((n == 1)) || name=dcsd-p$n
+        conf=$(dcsd_config "$name-d$d" "$n" "$template" "$DCSD_BIN")
+        partner_dcsd "$name" "$DCSD_BIN" "$conf" "${rates[@]}"
+      done
+    fi
+    if [[ -n "${DCSD_BASELINE_BIN:-}" ]]; then
+      conf=$(dcsd_config "base-d$d" 1 "$template" "$DCSD_BASELINE_BIN")
+      partner_dcsd base "$DCSD_BASELINE_BIN" "$conf" "${rates[@]}"
+    fi
+    # The hung partner, once: every call is told to hang (sim_mode=hang), so dcsd's answer
+    # waits for timeout_ms / budget_ms, or not at all while the circuit breaker is open.
+    if ((first)) && want hang; then
+      META_CASE=hang
+      conf=$(dcsd_config "dcsd-hang" 1 "$template&sim_mode=hang" "$DCSD_BIN")
+      partner_dcsd dcsd "$DCSD_BIN" "$conf" "$PARTNER_HANG_RATE"
+      if [[ -n "${DCSD_BASELINE_BIN:-}" ]]; then
+        conf=$(dcsd_config "base-hang" 1 "$template&sim_mode=hang" "$DCSD_BASELINE_BIN")
+        partner_dcsd base "$DCSD_BASELINE_BIN" "$conf" "$PARTNER_HANG_RATE"
+      fi
+    fi
+    first=0
+    stop_server "sim-d$d" "$SIM_PID"
+  done
+}
 
-ka_wrk, cl_wrk = ("keepalive", "wrk", 0), ("close", "wrk", 0)
-rows = [(f"server µs/req at max (wrk c{conns})", ka_wrk, "srv_us_per_req"),
-        (f"max req/s (wrk c{conns})", ka_wrk, "rps")]
-for q in rates:
-    c = ("keepalive", "oha", q)
-    k = f"{q // 1000}k" if q % 1000 == 0 else str(q)
-    rows += [(f"server µs/req at {k} (oha)", c, "srv_us_per_req"),
-             (f"achieved req/s at {k}", c, "rps"),
-             (f"p50 ms at {k}", c, "p50"), (f"p99 ms at {k}", c, "p99"), (f"p99.9 ms at {k}", c, "p999")]
-cc = ("close", "oha", close_rate)
-k = f"{close_rate // 1000}k"
-rows += [(f"close: max conn/s (wrk c{conns})", cl_wrk, "rps"),
-         ("close: server µs/req at max", cl_wrk, "srv_us_per_req"),
-         (f"close {k}/s (oha): p50 ms", cc, "p50"), (f"close {k}/s (oha): p99 ms", cc, "p99"),
-         (f"close {k}/s (oha): p99.9 ms", cc, "p999")]
-base_cols = (" base |", " dcsd/base |") if has_base else ("", "")
-print(f"| metric | nginx | minpixel | dcsd |{base_cols[0]} dcsd/nginx | dcsd/minpixel |{base_cols[1]}")
-print("|---|---|---|---|---|---|" + ("---|---|" if has_base else ""))
-for label, cell, key in rows:
-    v = [val(s, cell, key) for s in servers]
-    ratio = lambda a, b: "–" if a is None or not b else f"{a / b:.2f}"
-    extra = f" {ratio(v[2], v[3])} |" if has_base else ""
-    print(f"| {label} | {' | '.join(fmt(x, key) for x in v)} | {ratio(v[2], v[0])} | {ratio(v[2], v[1])} |{extra}")
-errs = []
-for s in servers:
-    e = sum(m["errors"] for (srv, *_), ms in cells.items() if srv == s for m in ms)
-    errs.append("–" if not any(k[0] == s for k in cells) else str(e))
-print(f"| errors (all measured runs) | {' | '.join(errs)} | | |" + (" |" if has_base else ""))
-PY
+# ------------------------------------------------------------------ run, report
+if [[ $MODE == pixel ]]; then pixel_run; else partner_run; fi
 
+python3 "$REPORT_PY" "$RUN_DIR" > /dev/null || { log "report.py failed"; exit 1; }
 {
-  echo "dcsd load benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ): server on CPU $SERVER_CPU, load generator on CPU $LOADGEN_CPU;"
-  echo "GET $URL_PATH_Q (Host: ${HOST_HEADER:-127.0.0.1:PORT}); ${DURATION} runs, median of $REPEATS; c$CONNS keep-alive unless 'close'."
+  echo "dcsd load benchmark ($MODE) $(date -u +%Y-%m-%dT%H:%M:%SZ): servers on CPU $SERVER_CPU, load generator on CPU $LOADGEN_CPU;"
+  if [[ $MODE == pixel ]]; then
+    echo "GET $URL_PATH (Host: ${HOST_HEADER:-127.0.0.1:PORT}); ${DURATION} runs, median of $REPEATS; c$CONNS keep-alive unless 'close'."
+  else
+    echo "GET $URL_PATH (Host: ${HOST_HEADER:-127.0.0.1:PORT}); oha c$PARTNER_CONNS at fixed rates; ${DURATION} runs, median of $REPEATS;"
+    echo "partner stand-in on CPU $LOADGEN_CPU; dcsd: timeout_ms $PARTNER_TIMEOUT_MS, budget_ms $PARTNER_BUDGET_MS, pool $PARTNER_POOL, breaker $PARTNER_BREAKER_FAILURES/$PARTNER_BREAKER_OPEN_MS ms."
+  fi
   echo "Ratios: < 1 is better for µs/req and latency, > 1 for req/s. Ranges: $RUN_DIR/summary.md"
   echo
   cat "$RUN_DIR/table.md"
