@@ -35,7 +35,7 @@ fn main() -> std::io::Result<()> {
             let tax = dcsd::catalog::Catalog::from_json(g.json.as_bytes())
                 .map_err(|e| std::io::Error::other(e.join("; ")))?;
             let mut scratch = dcsd::engine::EngineScratch::default();
-            let ctx = dcsd::engine::RealizeCtx { customer: 1, tdpid: None, d_sid: &[] };
+            let ctx = dcsd::engine::RealizeCtx { customer: 1, ..Default::default() };
             let mut by_count: Vec<(usize, u64)> = (0..64u64)
                 .map(|seed| {
                     let req = g.request(seed, n);

@@ -54,6 +54,7 @@ pub mod identity;
 pub mod json;
 pub mod log;
 pub mod metrics;
+pub mod partner;
 pub mod pipeline;
 pub mod privacy;
 pub mod runtime;

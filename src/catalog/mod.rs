@@ -10,12 +10,16 @@
 //!
 //! Shared, read-only, no IO except [`load`] reading the file.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap;
 
 use crate::config::taxonomy::{global_device, Counts, Taxonomy};
 use crate::config::{ConfigError, TaxonomyLimits, TaxonomySource};
 use crate::engine::Engine;
 use crate::identity::declared::DataSources;
+use crate::partner::PartnerSpec;
 
 pub use crate::identity::declared::Access;
 
@@ -37,6 +41,10 @@ pub struct Catalog {
     /// Most partner connections one core may hold: the sum of every real-time data source's
     /// `max_conns_per_core`.
     partner_conns_per_core: usize,
+    /// Every real-time data source, compiled (URL template, resolved address, limits).
+    partners: Box<[Arc<PartnerSpec>]>,
+    /// Customer → the real-time data sources it owns or that are shared with it.
+    customer_partners: FxHashMap<u32, Box<[Arc<PartnerSpec>]>>,
     /// What the document held, for `--check` and reload log lines.
     counts: Counts,
 }
@@ -71,6 +79,20 @@ impl Catalog {
     /// Every bad rule and out-of-range ID, as `$.traits[3].rule: at 14: expected operator`.
     pub fn compile(doc: &Taxonomy) -> Result<Catalog, Vec<String>> {
         let engine = Engine::compile(doc)?;
+        let partners = compile_partners(doc)?;
+        let mut customer_partners = FxHashMap::default();
+        for cu in &doc.customers {
+            let mine: Box<[Arc<PartnerSpec>]> = doc
+                .data_sources
+                .iter()
+                .zip(partners.iter())
+                .filter(|(d, p)| d.allows(cu.id) && p.is_some())
+                .filter_map(|(_, p)| p.clone())
+                .collect();
+            if !mine.is_empty() {
+                customer_partners.insert(cu.id, mine);
+            }
+        }
         let mut c = Catalog {
             engine,
             hosts: FxHashMap::default(),
@@ -84,6 +106,8 @@ impl Catalog {
                 .filter_map(|d| d.realtime.as_ref())
                 .map(|r| r.max_conns_per_core as usize)
                 .sum(),
+            partners: partners.into_iter().flatten().collect(),
+            customer_partners,
             counts: doc.counts(),
         };
         for cu in &doc.customers {
@@ -182,6 +206,17 @@ impl Catalog {
         self.trait_ttl_days
     }
 
+    /// Every real-time data source (each core keeps a pool per entry).
+    pub fn partners(&self) -> &[Arc<PartnerSpec>] {
+        &self.partners
+    }
+
+    /// The real-time data sources a request of `customer` calls (owned or shared).
+    #[inline]
+    pub fn partners_for(&self, customer: u32) -> &[Arc<PartnerSpec>] {
+        self.customer_partners.get(&customer).map_or(&[], |p| &p[..])
+    }
+
     /// Most partner connections one core may hold at once (file descriptors to reserve).
     pub fn partner_conns_per_core(&self) -> usize {
         self.partner_conns_per_core
@@ -191,6 +226,55 @@ impl Catalog {
     pub fn counts(&self) -> Counts {
         self.counts
     }
+}
+
+/// Compiles every data source's `realtime` block (one entry per data source, `None` without
+/// one). Host names are resolved here — at start-up, `--check` and reload, on the main thread,
+/// never on a worker; a name that does not resolve is logged, and calls to it fail (`error`)
+/// until a reload resolves it.
+///
+/// # Errors
+/// Every block that cannot be compiled, with its JSON path.
+fn compile_partners(doc: &Taxonomy) -> Result<Vec<Option<Arc<PartnerSpec>>>, Vec<String>> {
+    let mut errs = Vec::new();
+    let mut out = Vec::with_capacity(doc.data_sources.len());
+    for (i, d) in doc.data_sources.iter().enumerate() {
+        let Some(rt) = &d.realtime else {
+            out.push(None);
+            continue;
+        };
+        match PartnerSpec::compile(d.dpid, rt, resolve) {
+            Ok(spec) => {
+                if spec.addr.is_none() {
+                    crate::log!(
+                        Error,
+                        "data source {}: partner host {} does not resolve; its calls fail until a reload",
+                        d.dpid,
+                        spec.authority
+                    );
+                }
+                out.push(Some(Arc::new(spec)));
+            }
+            Err(e) => {
+                errs.push(format!("$.data_sources[{i}].realtime.{e}"));
+                out.push(None);
+            }
+        }
+    }
+    if errs.is_empty() {
+        Ok(out)
+    } else {
+        Err(errs)
+    }
+}
+
+/// The first address of `host:port` (literal addresses need no lookup).
+#[allow(clippy::disallowed_methods)] // main thread, at load: never on a worker
+fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Some(SocketAddr::new(ip, port));
+    }
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).ok()?.next()
 }
 
 // === impl DataSources for Catalog ===
@@ -280,6 +364,25 @@ mod tests {
         let e = load(&TaxonomySource::File(path.clone()), limits).unwrap_err().to_string();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(e, format!("{}: $.traits[1].rule: at 7: expected ')'", path.display()));
+    }
+
+    #[test]
+    fn partners_are_compiled_per_customer() {
+        let doc = br#"{"customers":[{"id":1,"hosts":["a"]},{"id":2,"hosts":["b"]},{"id":3,"hosts":["c"]}],
+            "data_sources":[{"dpid":10,"owner":1,"realtime":{"url":"http://127.0.0.1:9/x?u=${UUID}"}},
+                            {"dpid":20,"owner":2,"shared_with":[1],"realtime":{"url":"http://127.0.0.1:9/y"}},
+                            {"dpid":30,"owner":1}]}"#;
+        let c = Catalog::from_json(doc).unwrap();
+        let dpids = |cu: u32| c.partners_for(cu).iter().map(|p| p.dpid).collect::<Vec<_>>();
+        assert_eq!(dpids(1), [10, 20]);
+        assert_eq!(dpids(2), [20]);
+        assert!(dpids(3).is_empty());
+        assert_eq!(c.partners().len(), 2);
+        assert_eq!(c.partner_conns_per_core(), 64);
+        let bad = br#"{"customers":[{"id":1,"hosts":["a"]}],
+            "data_sources":[{"dpid":10,"owner":1,"realtime":{"url":"http://p.example/${NOPE}"}}]}"#;
+        let e = Catalog::from_json(bad).unwrap_err();
+        assert_eq!(e, ["$.data_sources[0].realtime.url: unknown macro ${NOPE}"]);
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct Engine {
     trait_sources: Vec<u32>,
     /// Folder flag per trait index.
     trait_folder: Vec<bool>,
+    /// Per trait index: its data source has a `realtime` block, so only that partner's
+    /// answers realize it (never a request's own signals or `d_sid`).
+    trait_partner: Vec<bool>,
     /// Trait ID → trait index.
     by_sid: FxHashMap<u32, u32>,
     /// Customer → per data-source index, whether the customer may use it (customers × data
@@ -76,6 +79,10 @@ pub struct RealizeCtx<'a> {
     pub tdpid: Option<u32>,
     /// `d_sid` values.
     pub d_sid: &'a [u64],
+    /// The signals are a partner's answer: only traits of real-time data sources realize (set
+    /// `tdpid` to the partner's DPID). Otherwise those traits never realize, so a request
+    /// cannot forge partner data.
+    pub partner: bool,
 }
 
 /// `d_sid` values ignored by [`Engine::realize`].
@@ -113,6 +120,8 @@ impl Engine {
         let mut b = index::Builder::default();
         let sources: FxHashMap<u32, u32> =
             t.data_sources.iter().enumerate().map(|(i, d)| (d.dpid, i as u32)).collect();
+        let realtime: rustc_hash::FxHashSet<u32> =
+            t.data_sources.iter().filter(|d| d.realtime.is_some()).map(|d| d.dpid).collect();
         for (i, tr) in t.traits.iter().enumerate() {
             let Ok(sid) = u32::try_from(tr.sid) else {
                 errs.push(format!("$.traits[{i}].sid: {} does not fit in 32 bits", tr.sid));
@@ -123,6 +132,7 @@ impl Engine {
             e.trait_dpids.push(tr.dpid);
             e.trait_sources.push(sources.get(&tr.dpid).copied().unwrap_or(u32::MAX));
             e.trait_folder.push(tr.folder);
+            e.trait_partner.push(realtime.contains(&tr.dpid));
             e.by_sid.insert(sid, ti);
             let Some(text) = &tr.rule else { continue };
             let added = rule::parse(text).map_err(|r| (r.pos, r.msg)).and_then(|ast| b.add(ti, &ast));
@@ -196,7 +206,9 @@ impl Engine {
             self.index.signal(s, k, v);
         }
         self.index.finish(s, |s, t| {
-            let ok = self.may_use(allowed, t) && ctx.tdpid.is_none_or(|d| self.trait_dpids[t as usize] == d);
+            let ok = self.may_use(allowed, t)
+                && self.trait_partner[t as usize] == ctx.partner
+                && ctx.tdpid.is_none_or(|d| self.trait_dpids[t as usize] == d);
             if ok && s.first_time(t) {
                 out.push(self.trait_sids[t as usize]);
             }
@@ -208,7 +220,7 @@ impl Engine {
             };
             if self.trait_folder[t as usize] {
                 stats.sid_folder += 1;
-            } else if !self.may_use(allowed, t) {
+            } else if !self.may_use(allowed, t) || self.trait_partner[t as usize] {
                 stats.sid_foreign += 1;
             } else if s.first_time(t) {
                 out.push(sid as u32);

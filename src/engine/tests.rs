@@ -244,6 +244,24 @@ fn demo_taxonomy_compiles() {
 }
 
 #[test]
+fn partner_traits_are_realized_only_from_partner_answers() {
+    // Demo: trait 9001 (`segment == "auto-intender"`) belongs to DPID 777, a real-time source.
+    let t = load(crate::config::taxonomy::DEMO_JSON.as_bytes()).unwrap();
+    let own = RealizeCtx { customer: 1, ..RealizeCtx::default() };
+    let (out, _) = realize(&t, &[("segment", "auto-intender"), ("c_likes", "famous popstar")], own);
+    assert_eq!(out, [1234], "a request's own signal cannot forge a partner trait");
+    let sids = [9001];
+    let (out, stats) = realize(&t, &[], RealizeCtx { d_sid: &sids, ..own });
+    assert!(out.is_empty(), "nor can d_sid");
+    assert_eq!(stats.sid_foreign, 1);
+    let answer = RealizeCtx { customer: 1, tdpid: Some(777), partner: true, ..RealizeCtx::default() };
+    let (out, _) = realize(&t, &[("segment", "auto-intender"), ("c_likes", "famous popstar")], answer);
+    assert_eq!(out, [9001], "the partner's answer realizes only its own traits");
+    let other = RealizeCtx { tdpid: Some(1), ..answer };
+    assert!(realize(&t, &[("segment", "auto-intender")], other).0.is_empty());
+}
+
+#[test]
 fn d_sid_ownership_and_tdpid() {
     let t = engine(
         &[

@@ -3,6 +3,10 @@
 //!
 //! * Pipelining: every complete request already buffered is answered, in order, before the
 //!   next read; their answers go out in one write.
+//! * Waiting answers: a service may answer a request later ([`Call::Wait`], e.g. after a
+//!   partner call); the loop awaits it before it handles the next buffered request, so answers
+//!   stay in order. The future owns its state: the loop's buffers are not borrowed while it
+//!   waits.
 //! * Time-outs: a request whose head (and body) has not fully arrived within
 //!   `header_timeout` of its first byte gets 408 and the connection closes; an idle
 //!   keep-alive connection is closed silently after `keepalive_timeout` (a fresh connection
@@ -20,6 +24,7 @@
 //! drain signal wins the race, the operation is cancelled and the buffer is dropped with it;
 //! this loop then only writes an error answer from its other buffer and closes.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -38,12 +43,32 @@ use super::response::ConnHeader;
 
 /// What a connection hands each complete request to.
 pub trait Service {
-    /// Appends the complete response for `req` to `out`, honouring `req.conn`.
-    fn call(&self, req: &Request<'_>, out: &mut Vec<u8>) -> Completed;
+    /// An answer that is not ready yet.
+    type Wait: Future<Output = Deferred>;
+    /// Appends the complete response for `req` to `out`, honouring `req.conn`, or returns a
+    /// future of it.
+    fn call(&self, req: &Request<'_>, out: &mut Vec<u8>) -> Call<Self::Wait>;
     /// Appends the answer to a protocol error; the connection closes after it.
     fn reject(&self, err: HttpError, out: &mut Vec<u8>) -> Completed;
     /// Records completed requests once their bytes were handed to the kernel.
     fn record(&self, done: Completed, elapsed: Duration);
+}
+
+/// What [`Service::call`] did with a request.
+pub enum Call<W> {
+    /// The answer is in `out`.
+    Done(Completed),
+    /// The answer will come from this future; nothing was written.
+    Wait(W),
+}
+
+/// A waited-for answer.
+#[derive(Debug)]
+pub struct Deferred {
+    /// The response's bytes.
+    pub bytes: Vec<u8>,
+    /// What it was.
+    pub done: Completed,
 }
 
 /// A complete request as the service sees it.
@@ -113,11 +138,13 @@ struct Pending {
 }
 
 /// Why the processing of buffered bytes stopped.
-enum Next {
+enum Next<W> {
     /// Read more bytes.
     Read,
     /// Write what is buffered, then close.
     Close,
+    /// Await this answer, then carry on with the buffered bytes.
+    Wait(W),
 }
 
 /// Serves one connection until the peer closes, a protocol error, a time-out, or drain.
@@ -148,10 +175,21 @@ pub async fn serve<S: Service>(
     // deadline and the metrics derive from them (timeout_at reads no clock).
     let mut batch_t0 = Instant::now();
     loop {
-        let next = c.process(&*svc, drain.is_draining(), batch_t0);
+        let next = match c.process(&*svc, drain.is_draining(), batch_t0) {
+            Next::Wait(answer) => {
+                let d = answer.await;
+                c.out.extend_from_slice(&d.bytes);
+                c.done.push(d.done);
+                if !d.done.close {
+                    continue; // the rest of the batch, in order, then one write
+                }
+                Next::Close
+            }
+            other => other,
+        };
         let Some(done_at) = c.write_batch(&mut stream, &*svc, batch_t0).await else { return };
-        if matches!(next, Next::Close) {
-            return;
+        if !matches!(next, Next::Read) {
+            return; // closed after its answer
         }
         c.compact();
         let idle = c.rbuf.is_empty();
@@ -210,7 +248,7 @@ struct Conn {
 
 impl Conn {
     /// Answers every complete request buffered; stops at a partial one or a close.
-    fn process<S: Service>(&mut self, svc: &S, draining: bool, now: Instant) -> Next {
+    fn process<S: Service>(&mut self, svc: &S, draining: bool, now: Instant) -> Next<S::Wait> {
         loop {
             let avail = &self.rbuf[self.start..];
             if avail.is_empty() {
@@ -272,10 +310,14 @@ impl Conn {
                 draining,
                 now,
             };
-            let done = svc.call(&req, &mut self.out);
-            self.done.push(done);
+            let call = svc.call(&req, &mut self.out);
             self.start += total;
             self.pending = None;
+            let done = match call {
+                Call::Done(done) => done,
+                Call::Wait(answer) => return Next::Wait(answer),
+            };
+            self.done.push(done);
             if conn == ConnHeader::Close || done.close {
                 return Next::Close;
             }
@@ -283,7 +325,7 @@ impl Conn {
     }
 
     /// The body is incomplete: send `100 Continue` once if the client waits for it.
-    fn await_body(&mut self) -> Next {
+    fn await_body<W>(&mut self) -> Next<W> {
         if let Some(p) = self.pending.as_mut() {
             if p.head.expect_continue && !p.continue_sent {
                 p.continue_sent = true;

@@ -1,13 +1,19 @@
-//! HTTP/1.1 for the client side (and, later, the partner client): framing without IO in
-//! [`request`], [`chunked`] and [`response`]; the per-connection loop in [`conn`].
+//! HTTP/1.1, one codec in two roles (as hyper's `proto/h1` serves `Server` and `Client`): the
+//! server role for the site tags' requests ([`request`] heads, [`response`] writing, the
+//! per-connection loop in [`conn`]) and the client role for partner calls ([`client`]), sharing
+//! the framing rules ([`framing`], [`chunked`]).
 //!
 //! Per-core: nothing here is shared between cores except read-only limits.
 
 pub mod chunked;
+pub mod client;
 pub mod conn;
 pub mod drain;
+pub mod framing;
 pub mod request;
 pub mod response;
+#[allow(unsafe_code)]
+pub mod sock;
 
 pub use request::{parse_head, Body, Head, HeadLimits, Method, Parsed, Span, Version};
 

@@ -12,6 +12,7 @@
 
 use crate::error::{BadRequest, HttpError};
 
+use super::framing::{has_token, is_chunked, merge_content_length};
 use super::MAX_HEADERS;
 
 /// A byte range `[start, end)` into the connection's read buffer.
@@ -251,7 +252,10 @@ fn read_headers(
             6 if name.eq_ignore_ascii_case(b"cookie") => &mut head.cookie,
             6 if name.eq_ignore_ascii_case(b"origin") => &mut head.origin,
             14 if name.eq_ignore_ascii_case(b"content-length") => {
-                content_length = Some(merge_content_length(content_length, v)?);
+                content_length = Some(
+                    merge_content_length(content_length, v)
+                        .ok_or(HttpError::BadRequest(BadRequest::ContentLength))?,
+                );
                 continue;
             }
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
@@ -299,34 +303,6 @@ fn read_headers(
         head.expect_continue = false;
     }
     Ok(())
-}
-
-/// `Content-Length` may repeat (as headers or as a list) only with one value (RFC 9110 §8.6).
-fn merge_content_length(prev: Option<u64>, v: &[u8]) -> Result<u64, HttpError> {
-    let bad = HttpError::BadRequest(BadRequest::ContentLength);
-    let mut value = prev;
-    for part in v.split(|&b| b == b',') {
-        let digits = part.trim_ascii();
-        if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
-            return Err(bad);
-        }
-        let n = digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-        if value.is_some_and(|p| p != n) {
-            return Err(bad);
-        }
-        value = Some(n);
-    }
-    value.ok_or(bad)
-}
-
-/// Only `chunked` alone is accepted: any other coding cannot be framed safely.
-fn is_chunked(v: &[u8]) -> bool {
-    v.trim_ascii().eq_ignore_ascii_case(b"chunked")
-}
-
-/// Whether a comma-separated header value holds `token` (case-insensitive).
-pub fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|&c| c == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Splits the target into path and query; absolute-form targets also give the host.

@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+pub mod partner;
+
+pub use partner::{PartnerCounters, PartnerRegistry};
+
 /// Route labels, indexed by the pipeline's route number.
 pub const ROUTES: [&str; 7] = ["event", "ibs", "optout", "healthz", "metrics", "not_found", "none"];
 /// The route label for protocol errors answered before routing.
@@ -49,10 +53,10 @@ pub const SID_IGNORED: [&str; 3] = ["unknown", "folder", "foreign"];
 /// All cores' blocks.
 pub struct Registry {
     cores: Box<[CachePadded<CoreMetrics>]>,
+    /// Partner-call counters per (core, data source).
+    pub partners: PartnerRegistry,
 }
 
-/// Single-writer increment: cheaper than `fetch_add`, correct because only one core writes.
-#[inline]
 /// Writes a metric family's `# HELP` and `# TYPE` lines (Prometheus text format 0.0.4).
 pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -73,6 +77,8 @@ pub fn family(
     }
 }
 
+/// Single-writer increment: cheaper than `fetch_add`, correct because only one core writes.
+#[inline]
 fn bump(a: &AtomicU64, n: u64) {
     a.store(a.load(Relaxed).wrapping_add(n), Relaxed);
 }
@@ -138,7 +144,10 @@ impl CoreMetrics {
 impl Registry {
     /// One block per core.
     pub fn new(cores: usize) -> Registry {
-        Registry { cores: (0..cores.max(1)).map(|_| CachePadded::new(CoreMetrics::new())).collect() }
+        Registry {
+            cores: (0..cores.max(1)).map(|_| CachePadded::new(CoreMetrics::new())).collect(),
+            partners: PartnerRegistry::default(),
+        }
     }
 
     /// The block of core `i`.
@@ -231,6 +240,7 @@ impl Registry {
             ignored.iter().map(|(l, v)| (l.as_str(), v as &dyn std::fmt::Display)).collect();
         family(out, "dcsd_sid_ignored_total", "counter", "d_sid values ignored, by reason.", &samples);
         family(out, "dcsd_workers", "gauge", "Worker threads (one per core).", &[("", &self.cores.len())]);
+        self.partners.render(out);
     }
 }
 

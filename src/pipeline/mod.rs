@@ -8,12 +8,15 @@
 
 pub mod handlers;
 pub mod params;
+pub mod partners;
 pub mod rate;
 pub mod route;
 pub mod shared;
 pub mod signals;
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use rand::{RngCore, SeedableRng};
 use crate::catalog::Catalog;
 use crate::engine::EngineScratch;
 use crate::error::{status_for, HttpError};
-use crate::http::conn::{Completed, Request, Service};
+use crate::http::conn::{Call, Completed, Deferred, Request, Service};
 use crate::http::response::{
     push_conn_header, push_content_length, push_date_header, push_status_line, ConnHeader,
 };
@@ -40,8 +43,16 @@ const COOKIE_MAX_AGE_S: u32 = 15_552_000;
 /// Opt-out cookies live 10 years (docs/http-api.md §9).
 const OPTOUT_MAX_AGE_S: u32 = 315_360_000;
 
-/// The DCS service of one core.
+/// The DCS service of one core: a handle on the core's state. Cloning the handle
+/// ([`Dcs::handle`]) is how a request that waits (a partner call) or a call that runs on after
+/// its answer keeps the state it needs; it dereferences to [`Core`].
 pub struct Dcs {
+    core: Rc<Core>,
+}
+
+/// One core's DCS state. Every `RefCell` here is borrowed only inside synchronous steps, never
+/// across an `.await`.
+pub struct Core {
     /// Worker index (for metrics and transaction IDs).
     index: usize,
     /// Process-wide state.
@@ -68,6 +79,10 @@ pub struct Dcs {
     pairs: RefCell<params::Pairs>,
     /// Scratch for response bodies whose length must be known before the headers.
     scratch: RefCell<Vec<u8>>,
+    /// This core's partner connection pools.
+    partners: crate::partner::PartnerSet,
+    /// The idle-connection sweeper task runs.
+    sweeping: Cell<bool>,
 }
 
 /// A core's handle on a catalog: an `Rc` (non-atomic, per core) around the shared `Arc`, so
@@ -91,6 +106,11 @@ pub struct Work {
     dests: Vec<u8>,
     /// The profile's segments being rebuilt.
     merged: Vec<u32>,
+    /// Traits partners' answers realized (JSON mode, before they join `realized`).
+    partner_realized: Vec<u32>,
+    /// Each partner's outcome for the request (skipped ones at once; called ones when the
+    /// answer is written), in the order they were decided; for the event log.
+    pub partner_outcomes: Vec<(u32, crate::partner::Outcome)>,
 }
 
 // === impl Work ===
@@ -103,6 +123,8 @@ impl Work {
         self.segments.clear();
         self.stuff.clear();
         self.dests.clear();
+        self.partner_realized.clear();
+        self.partner_outcomes.clear();
     }
 }
 
@@ -118,6 +140,14 @@ struct Plain<'a> {
 }
 
 // === impl Dcs ===
+
+impl std::ops::Deref for Dcs {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
 
 impl Dcs {
     /// The service of worker `index`.
@@ -145,7 +175,7 @@ impl Dcs {
         };
         let mut rng = StdRng::from_os_rng();
         let start = rng.next_u64() & ((1 << 56) - 1);
-        Dcs {
+        let core = Core {
             index,
             next_tid: Cell::new(((index as u64 & 0xff) << 56) | start),
             rng: RefCell::new(rng),
@@ -158,7 +188,38 @@ impl Dcs {
             work: RefCell::new(Work::default()),
             pairs: RefCell::new(params::Pairs::default()),
             scratch: RefCell::new(Vec::with_capacity(512)),
+            partners: crate::partner::PartnerSet::default(),
+            sweeping: Cell::new(false),
             shared,
+        };
+        Dcs { core: Rc::new(core) }
+    }
+
+    /// Another handle on this core's state (for a task that outlives the current call).
+    pub fn handle(&self) -> Dcs {
+        Dcs { core: self.core.clone() }
+    }
+
+    /// This core's pools, made to follow the current catalog (a reload keeps, renews or
+    /// retires pools).
+    fn partner_pools(&self, catalog: &Catalog) -> &crate::partner::PartnerSet {
+        let generation = self.shared.catalog_generation.load(Ordering::Acquire);
+        self.partners.follow(generation, catalog.partners(), &self.shared.metrics.partners);
+        &self.partners
+    }
+
+    /// Starts this core's idle-connection sweeper, once (when a first call is made: only then
+    /// can a pool hold idle connections).
+    fn sweep_partner_pools(&self) {
+        if !self.sweeping.replace(true) {
+            let core = Rc::downgrade(&self.core);
+            monoio::spawn(async move {
+                loop {
+                    monoio::time::sleep(crate::partner::pool::SWEEP_EVERY).await;
+                    let Some(core) = core.upgrade() else { return };
+                    core.partners.sweep(Instant::now());
+                }
+            });
         }
     }
 
@@ -241,7 +302,9 @@ impl Dcs {
 }
 
 impl Service for Dcs {
-    fn call(&self, req: &Request<'_>, out: &mut Vec<u8>) -> Completed {
+    type Wait = Pin<Box<dyn Future<Output = Deferred>>>;
+
+    fn call(&self, req: &Request<'_>, out: &mut Vec<u8>) -> Call<Self::Wait> {
         let route = Route::of(req.head.path.get(req.buf), req.listener);
         let head_only = req.head.method == Method::Head;
         let mut close = req.conn == ConnHeader::Close;
@@ -269,7 +332,10 @@ impl Service for Dcs {
             429
         } else {
             match route {
-                Route::Event => handlers::event(self, req, out),
+                Route::Event => match handlers::event(self, req, out) {
+                    handlers::Reply::Now(status) => status,
+                    handlers::Reply::Later(answer) => return Call::Wait(answer),
+                },
                 Route::Ibs => handlers::ibs(self, req, out),
                 Route::Optout => handlers::optout(self, req, out),
                 Route::Healthz => handlers::healthz(self, req, out),
@@ -277,7 +343,7 @@ impl Service for Dcs {
                 Route::NotFound => 404,
             }
         };
-        Completed { route: route as u8, status, close }
+        Call::Done(Completed { route: route as u8, status, close })
     }
 
     fn reject(&self, err: HttpError, out: &mut Vec<u8>) -> Completed {

@@ -35,7 +35,7 @@ use super::mode::{Mode, REJECTED};
 use super::plan::{user_key, Overrides};
 use super::segments::segments_for;
 use super::state::{OpenGuard, Shared};
-use super::{sys, timer};
+use super::timer;
 
 /// One simulator thread's state, shared by its connection tasks.
 pub struct Worker {
@@ -254,7 +254,7 @@ impl Conn {
             Mode::Reset => {
                 self.flush().await;
                 // If this fails the close is a FIN instead: still no answer.
-                let _ = sys::reset_on_close(&self.stream);
+                let _ = crate::http::sock::reset_on_close(&self.stream);
                 return Next::Close;
             }
             Mode::Hang => return Next::Close,

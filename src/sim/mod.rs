@@ -34,7 +34,6 @@ mod segments;
 mod server;
 mod state;
 #[allow(unsafe_code)]
-mod sys;
 mod timer;
 
 pub use answer::{GARBAGE_BODY, OVERSIZE_BYTES, WRONG_SHAPE_BODY};

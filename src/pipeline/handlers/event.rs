@@ -1,48 +1,79 @@
-//! `/event`: the pixel, JSON and JSONP answers (docs/http-api.md §5, §6, §7, §9, §10).
+//! `/event`: the pixel, JSON and JSONP answers (docs/http-api.md §5, §6, §7, §9, §10, §11).
 //!
 //! Steps, in order (§6.1): decode the pairs (311 on a bad escape) → host and org (1, 100, 2) →
 //! declared IDs (3xx, denylisted ones 303/306) → the profile ID (`d_uuid` or 102, the `demdex`
 //! cookie, the UUID most recently mapped to a declared ID, else a new one) → the ECID (101) → a
-//! globally opted-out browser (171), a denylisted ECID (307), consent (315) → one atomic
-//! update of the profile that checks the per-customer opt-out (171) and the profile ID's
-//! denylist (307) before it records the declared IDs and the ECID → the mappings → the answer
-//! with the `demdex` cookie and the errors in the order they arose. An invalid, opted-out or
-//! denylisted request gets no profile ID and no cookie, and stores nothing.
+//! globally opted-out browser (171), a denylisted ECID (307), consent (315) → traits from the
+//! request's own signals → partners (docs/partner-protocol.md) → one atomic update of the
+//! profile that checks the per-customer opt-out (171) and the profile ID's denylist (307)
+//! before it records the declared IDs, the ECID, the traits and the segments → destinations →
+//! the answer with the `demdex` cookie and the errors in the order they arose. An invalid,
+//! opted-out or denylisted request gets no profile ID and no cookie, and stores nothing.
+//!
+//! Three phases where a partner is called (docs/architecture.md §5):
+//! * prepare (synchronous, this module): everything up to "which partners", with the core's
+//!   scratch borrowed;
+//! * wait: a JSON request whose customer has real-time partners to call returns
+//!   [`Reply::Later`], a future that owns its state ([`super::later`]) and holds no per-core
+//!   borrow while it waits — at most `partners.budget_ms` from the request's arrival;
+//! * finish (synchronous again): the partners' answers realize partner traits, then the one
+//!   profile update, segments, destinations and the answer.
+//!
+//! A pixel request never waits: its update happens at once, its calls run on and their results
+//! land in the profile later. Requests without partners to call never leave the synchronous,
+//! allocation-free path.
 
-use rand::RngCore;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::catalog::Catalog;
-use crate::engine::{DestRequest, RealizeCtx};
-use crate::http::conn::Request;
-use crate::http::response::{push_conn_header, push_u64};
+use crate::engine::RealizeCtx;
+use crate::http::conn::{Deferred, Request};
+use crate::http::response::push_conn_header;
 use crate::http::Method;
 use crate::identity::declared::DeclaredId;
 use crate::identity::encode_tid;
-use crate::table::{day_of, IdRef};
+use crate::partner::{CallMethod, CallValues, Outcome, PartnerSpec};
+use crate::table::{day_of, IdRef, Profile};
 
-use super::super::params::{valid_callback, Control, View};
+use super::super::params::{Control, KeyClass, View};
+use super::super::partners::{decide, set_customer_segments, Fanout, Owner, Planned};
 use super::super::signals::HeaderSignals;
 use super::super::{Dcs, Work};
 use super::identity::{
     check_host_and_org, consent_ok, cookie_id, declared_ids, ecid, host_without_port, now_s,
-    opt_out_for_consent, opted_out, record, resolve_uuid, CookieId,
+    opt_out_for_consent, opted_out, record, resolve_uuid, CookieId, ProfileId,
 };
-use super::render::{
-    finish_head, push_cors, push_errors_field, DcsError, SetCookie, INVALID_PARAMETERS, PIXEL_GIF,
-};
+use super::later::{Later, Waiting};
+use super::render::{push_cors, DcsError, ReplyTo, INVALID_PARAMETERS};
+use super::reply::{render_destinations, respond, Answer, DestCtx, Opts};
 
-/// What a valid request's answer carries besides the errors.
-struct Answer {
-    /// The profile ID, unless opted out or denylisted.
-    uuid: Option<[u8; 38]>,
-    /// The host's customer has `cts` (the `traits` and `segments` fields).
-    cts: bool,
+/// How `/event` answers.
+pub enum Reply {
+    /// The answer is written; its status.
+    Now(u16),
+    /// A JSON request waits for partners; this future makes its answer.
+    Later(Pin<Box<dyn Future<Output = Deferred>>>),
 }
 
+/// What evaluation decided.
+enum Step {
+    /// Answer now with this profile ID (`None`: refused — 171, 307, 315).
+    Answer(Option<[u8; 38]>),
+    /// Wait for partners first.
+    Wait(Box<Waiting>),
+}
+
+/// The time the answer keeps for itself between the end of the partner wait and the budget,
+/// so that the answer leaves within the budget (docs/architecture.md §5).
+const FINISH_MARGIN: Duration = Duration::from_millis(1);
+
 /// Answers `/event` (GET, HEAD, POST; OPTIONS is the CORS preflight).
-pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
+pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> Reply {
     if req.head.method == Method::Options {
-        return preflight(dcs, req, out);
+        return Reply::Now(preflight(dcs, req, out));
     }
     let tax = dcs.catalog();
     let buf = req.buf;
@@ -51,6 +82,7 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     let mut pairs = dcs.pairs.borrow_mut();
     let mut work = dcs.work.borrow_mut();
     work.clear();
+    let tid = dcs.tid();
     let mut errors: Vec<DcsError> = Vec::new();
     let (ctl, view) = match pairs.decode(query, form) {
         Ok(view) => (Control::from_view(&view), Some(view)),
@@ -59,13 +91,28 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
             (Control::scan_raw(query, form), None)
         }
     };
+    let mut waiting = None;
     // An invalid request (311, 1, 100, 2) gets no profile ID and no cookie (docs/http-api.md §6.5).
     let answer = view.and_then(|view| {
         let customer = check_host_and_org(&tax, req, &ctl, &mut errors)?;
-        let request = Valid { tax: &tax, req, view, ctl: &ctl, customer: customer.id };
-        Some(Answer { uuid: request.evaluate(dcs, &mut work, &mut errors), cts: customer.cts })
+        let request = Valid { tax: &tax, req, view, ctl: &ctl, customer: customer.id, tid };
+        let uuid = match request.evaluate(dcs, &mut work, &mut errors) {
+            Step::Answer(uuid) => uuid,
+            Step::Wait(w) => {
+                waiting = Some(w);
+                None
+            }
+        };
+        Some(Answer { uuid, cts: customer.cts })
     });
-    respond(dcs, &tax, req, &ctl, answer.as_ref(), &work, &mut errors, out)
+    let reply = ReplyTo::of(req);
+    let opts = Opts::of(&ctl);
+    if let Some(w) = waiting {
+        let cts = answer.is_some_and(|a| a.cts);
+        let later = Later::new(dcs.handle(), tax, *w, cts, &reply, &opts, errors);
+        return Reply::Later(Box::pin(later.finish()));
+    }
+    Reply::Now(respond(dcs, &tax, &reply, &opts, answer.as_ref(), &work, tid, &mut errors, out))
 }
 
 /// A valid request and what it is evaluated against.
@@ -75,13 +122,14 @@ struct Valid<'r, 'a> {
     view: View<'r>,
     ctl: &'r Control<'r>,
     customer: u32,
+    tid: u64,
 }
 
 impl Valid<'_, '_> {
-    /// Identity, opt-out, consent, traits, the profile update, segments and (JSON mode)
-    /// destinations; returns the profile ID for the answer, or `None` when the request was
-    /// refused (171, 307, 315).
-    fn evaluate(&self, dcs: &Dcs, w: &mut Work, errors: &mut Vec<DcsError>) -> Option<[u8; 38]> {
+    /// Identity, opt-out, consent, traits, partners, the profile update, segments and (JSON
+    /// mode) destinations. A JSON request with partners to call stops before the update and
+    /// waits ([`Step::Wait`]); a pixel request starts its calls after the update and answers.
+    fn evaluate(&self, dcs: &Dcs, w: &mut Work, errors: &mut Vec<DcsError>) -> Step {
         let (ctl, customer) = (self.ctl, self.customer);
         let (now, table) = (now_s(), &dcs.shared.table);
         let cookie = cookie_id(self.req, ctl.coppa);
@@ -90,26 +138,35 @@ impl Valid<'_, '_> {
         let ecid = ecid(ctl, errors);
         if cookie == CookieId::OptedOut {
             errors.push(opted_out(b"NOTARGET"));
-            return None;
+            return Step::Answer(None);
         }
         if let Some(e) = ecid.filter(|&e| table.note_id(IdRef::Ecid(e), now)) {
             let digits = crate::identity::Uuid(e).to_digits();
             let msg = format!("Blocked profile operation for {}", String::from_utf8_lossy(&digits));
             errors.push(DcsError { code: 307, msg });
-            return None;
+            return Step::Answer(None);
         }
         if !consent_ok(dcs, ctl, errors) {
             opt_out_for_consent(dcs, &id, customer, &declared, now);
-            return None;
+            return Step::Answer(None);
         }
         let ignored = self.realize(dcs, w);
-        let metrics = dcs.shared.metrics.core(dcs.index);
-        if id.fresh && w.realized.is_empty() && declared.is_empty() && ecid.is_none() {
-            // A new ID with nothing to record: no profile is created (it would hold nothing);
-            // the browser's next request, with the cookie, finds none and starts one.
-            metrics.realized(0, ignored);
-            return Some(id.digits); // no segments, so no destinations either
+        let partners = self.tax.partners_for(customer);
+        if ctl.json && !partners.is_empty() {
+            if let Some(waiting) = self.plan_json(dcs, w, &id, &declared, ecid, ignored, now) {
+                return Step::Wait(waiting);
+            }
         }
+        let metrics = dcs.shared.metrics.core(dcs.index);
+        let calls_nobody = || partners.iter().all(|spec| decide(spec, None, &declared, now).is_err());
+        if id.fresh && w.realized.is_empty() && declared.is_empty() && ecid.is_none() && calls_nobody() {
+            // A new ID with nothing to record and no partner to ask: no profile is created (it
+            // would hold nothing); the browser's next request, with the cookie, starts one.
+            metrics.realized(0, ignored);
+            return Step::Answer(Some(id.digits)); // no segments, so no destinations either
+        }
+        let pixel_partners = if ctl.json { &[][..] } else { partners };
+        let mut decisions = Vec::new();
         let (engine, today) = (&self.tax.engine, day_of(now));
         let Work { realized, segments, merged, .. } = w;
         let recorded = record(dcs, &id, customer, &declared, ecid, now, |p| {
@@ -117,27 +174,133 @@ impl Valid<'_, '_> {
                 p.realize(t, now);
             }
             engine.segments(p, today, customer, segments);
-            // The profile keeps other customers' segments; this customer's are replaced, and
-            // segments the taxonomy no longer has are dropped.
-            merged.clear();
-            merged.extend(
-                p.segments().iter().filter(|&&s| engine.segment_customer(s).is_some_and(|c| c != customer)),
-            );
-            merged.extend_from_slice(segments);
-            p.set_segments(merged.iter().copied());
+            set_customer_segments(engine, p, customer, segments, merged);
+            // Pixel mode decides its partner calls on the profile as updated (a declared ID
+            // just synced serves `${DPUUID}`).
+            decisions.clear();
+            decisions.extend(pixel_partners.iter().map(|spec| decide(spec, Some(p), &declared, now)));
         });
         if let Err(e) = recorded {
             errors.push(e);
             w.realized.clear();
             w.segments.clear();
             metrics.realized(0, ignored);
-            return None;
+            return Step::Answer(None);
         }
         metrics.realized(w.realized.len(), ignored);
-        if ctl.json {
-            self.destinations(dcs, w, &id.digits, &declared, now);
+        if !decisions.is_empty() {
+            // Pixel mode answers at once; its calls run on and land in the profile.
+            let calls = self.lease(dcs, w, pixel_partners, decisions, &id);
+            if !calls.is_empty() {
+                Fanout::start(dcs, Owner { uuid: id.uuid, customer }, calls, false);
+            }
         }
-        Some(id.digits)
+        if ctl.json {
+            let ctx = DestCtx {
+                customer,
+                platform: ctl.platform,
+                gdpr: ctl.gdpr,
+                gdpr_consent: ctl.gdpr_consent,
+                now_s: now,
+            };
+            render_destinations(dcs, self.tax, w, &ctx, &id.digits, &declared);
+        }
+        Step::Answer(Some(id.digits))
+    }
+
+    /// JSON mode with partners: decides every partner on the profile as it is, starts the
+    /// calls and returns the request's waiting state — or `None` when no partner is called
+    /// (all skipped, or a profile the update will refuse), so the request carries on
+    /// synchronously.
+    #[allow(clippy::too_many_arguments)]
+    fn plan_json(
+        &self,
+        dcs: &Dcs,
+        w: &mut Work,
+        id: &ProfileId,
+        declared: &[DeclaredId<'_>],
+        ecid: Option<u128>,
+        ignored: [u32; 3],
+        now: u64,
+    ) -> Option<Box<Waiting>> {
+        let customer = self.customer;
+        let profile: Option<Profile> = if id.fresh { None } else { dcs.shared.table.get(id.uuid, now) };
+        if profile.as_ref().is_some_and(|p| p.is_opted_out(customer) || p.denylist.is_blocked(now)) {
+            return None; // the update refuses it (171 / 307); no partner is called
+        }
+        let specs = self.tax.partners_for(customer);
+        let decisions = specs.iter().map(|spec| decide(spec, profile.as_ref(), declared, now)).collect();
+        let calls = self.lease(dcs, w, specs, decisions, id);
+        if calls.is_empty() {
+            return None;
+        }
+        let called = calls.iter().map(|c| c.dpid).collect();
+        let budget = Duration::from_millis(u64::from(dcs.shared.config.partners.budget_ms));
+        let deadline = self.req.now + budget.saturating_sub(FINISH_MARGIN);
+        let fanout = Fanout::start(dcs, Owner { uuid: id.uuid, customer }, calls, true);
+        Some(Box::new(Waiting {
+            fanout,
+            deadline,
+            id: *id,
+            customer,
+            declared: declared.iter().map(|d| (d.dpid, d.dpuuid.to_owned(), d.auth)).collect(),
+            ecid,
+            realized: std::mem::take(&mut w.realized),
+            ignored,
+            outcomes: std::mem::take(&mut w.partner_outcomes),
+            called,
+            tid: self.tid,
+            platform: self.ctl.platform.map(<[u8]>::to_vec),
+            gdpr: self.ctl.gdpr,
+            gdpr_consent: self.ctl.gdpr_consent.map(<[u8]>::to_vec),
+        }))
+    }
+
+    /// Turns decisions into leased calls with their request bytes; partners skipped (by the
+    /// decision or by their pool) are counted and listed in `w.partner_outcomes`.
+    fn lease(
+        &self,
+        dcs: &Dcs,
+        w: &mut Work,
+        specs: &[Arc<PartnerSpec>],
+        decisions: Vec<Result<Option<String>, Outcome>>,
+        id: &ProfileId,
+    ) -> Vec<Planned> {
+        let pools = dcs.partner_pools(self.tax);
+        let now = Instant::now();
+        let tid = encode_tid(self.tid);
+        let mut signals: Option<Vec<u8>> = None;
+        let mut calls = Vec::new();
+        for (spec, decision) in specs.iter().zip(decisions) {
+            let Some(pool) = pools.pool(spec.dpid) else { continue };
+            let leased = decision.and_then(|dpuuid| pool.try_lease(now).map(|lease| (lease, dpuuid)));
+            let (lease, dpuuid) = match leased {
+                Ok(l) => l,
+                Err(skip) => {
+                    pool.counters.outcome(skip as usize);
+                    w.partner_outcomes.push((spec.dpid, skip));
+                    continue;
+                }
+            };
+            let values = CallValues {
+                uuid: &id.digits,
+                dpuuid: dpuuid.as_deref(),
+                tid: &tid,
+                gdpr: u8::from(self.ctl.gdpr),
+                gdpr_consent: self.ctl.gdpr_consent.unwrap_or_default(),
+            };
+            let body: &[u8] = match spec.method {
+                CallMethod::Get => b"",
+                CallMethod::Post => signals.get_or_insert_with(|| partner_signals(&self.view)),
+            };
+            let mut request = Vec::with_capacity(256 + body.len());
+            spec.render_into(&values, body, &mut request);
+            calls.push(Planned { dpid: spec.dpid, lease, request });
+        }
+        if !calls.is_empty() {
+            dcs.sweep_partner_pools();
+        }
+        calls
     }
 
     /// The traits the request realizes: rule traits from its signals (pairs and headers) and
@@ -159,161 +322,59 @@ impl Valid<'_, '_> {
         let engine = &self.tax.engine;
         let obfuscate = dcs.shared.config.privacy.ip_obfuscation;
         let headers = HeaderSignals::of(req, host, obfuscate, |k| engine.uses_key(k));
-        let ctx = RealizeCtx { customer: self.customer, tdpid, d_sid: &w.sids };
+        let ctx = RealizeCtx { customer: self.customer, tdpid, d_sid: &w.sids, partner: false };
         let signals = self.view.signals().chain(headers.iter());
         let stats = self.tax.engine.realize(&mut w.engine, signals, &ctx, &mut w.realized);
         [stats.sid_unknown, stats.sid_folder, stats.sid_foreign]
     }
+}
 
-    /// The `stuff` and `dests` arrays for the profile's segments.
-    fn destinations(&self, dcs: &Dcs, w: &mut Work, uuid: &[u8; 38], declared: &[DeclaredId<'_>], now: u64) {
-        let ids: Vec<(u32, &[u8])> = declared.iter().map(|d| (d.dpid, d.dpuuid.as_bytes())).collect();
-        let request = DestRequest {
-            customer: self.customer,
-            segments: &w.segments,
-            uuid: std::str::from_utf8(uuid).unwrap_or_default(),
-            platform: self.ctl.platform,
-            declared: &ids,
-            gdpr: u8::from(self.ctl.gdpr),
-            gdpr_consent: self.ctl.gdpr_consent.unwrap_or_default(),
-            rnd: dcs.rng.borrow_mut().next_u64(),
-            timestamp_s: now,
-            region: dcs.shared.config.server.region,
+/// The `signals` object of a `POST` partner call (docs/partner-protocol.md §2): the request's
+/// `c_` and unprefixed signals, each key once with all its values — never `p_`, `h_` or `d_`
+/// keys, never control parameters.
+fn partner_signals(view: &View<'_>) -> Vec<u8> {
+    let mut keys: Vec<(&[u8], Vec<&[u8]>)> = Vec::new();
+    for p in view.pairs().filter(|p| matches!(p.class, KeyClass::Customer | KeyClass::Unprefixed)) {
+        let key = view.text(p.key);
+        let i = match keys.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                keys.push((key, Vec::new()));
+                keys.len() - 1
+            }
         };
-        self.tax.engine.render_destinations(&mut w.engine, &request, &mut w.stuff, &mut w.dests);
+        keys[i].1.extend(view.values(p));
     }
+    let mut out = Vec::with_capacity(64);
+    out.push(b'{');
+    for (i, (k, vs)) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_json_str(&mut out, k);
+        out.extend_from_slice(b":[");
+        for (j, v) in vs.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            push_json_str(&mut out, v);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+    out
+}
+
+/// A JSON string of decoded (valid UTF-8) request text.
+fn push_json_str(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    crate::json::escape_into(s, out);
+    out.push(b'"');
 }
 
 /// Decimal digits → `u64`.
 fn parse_u64(v: &[u8]) -> Option<u64> {
     std::str::from_utf8(v).ok()?.parse().ok()
-}
-
-/// Writes the answer: pixel, JSON or JSONP, with the cookie, `X-Error` and CORS.
-#[allow(clippy::too_many_arguments)]
-fn respond(
-    dcs: &Dcs,
-    tax: &Catalog,
-    req: &Request<'_>,
-    ctl: &Control<'_>,
-    answer: Option<&Answer>,
-    work: &Work,
-    errors: &mut Vec<DcsError>,
-    out: &mut Vec<u8>,
-) -> u16 {
-    let digits = answer.and_then(|a| a.uuid);
-    let mut scratch = dcs.scratch.borrow_mut();
-    scratch.clear();
-    // Content-Type line and the start of Content-Length, as one copy.
-    let type_and_length: &[u8] = if ctl.json {
-        let cb = ctl.callback.filter(|cb| {
-            let ok = valid_callback(cb);
-            if !ok {
-                errors.push(DcsError { code: 311, msg: INVALID_PARAMETERS.into() });
-            }
-            ok
-        });
-        let json = Json { uuid: digits.as_ref(), tid: &encode_tid(dcs.tid()), cb, errors };
-        render_json(&mut scratch, dcs, tax, ctl, answer, work, &json);
-        if cb.is_some() {
-            b"Content-Type: application/javascript\r\nContent-Length: "
-        } else {
-            b"Content-Type: application/json\r\nContent-Length: "
-        }
-    } else {
-        scratch.extend_from_slice(&PIXEL_GIF);
-        b"Content-Type: image/gif\r\nContent-Length: "
-    };
-
-    dcs.start_response(out, 200, req.now);
-    out.extend_from_slice(type_and_length);
-    push_u64(out, scratch.len() as u64);
-    out.extend_from_slice(b"\r\n");
-    let cookie = digits.as_ref().filter(|_| !ctl.coppa).map_or(SetCookie::Nothing, SetCookie::Profile);
-    finish_head(dcs, req, cookie, errors, out);
-    if req.head.method != Method::Head {
-        out.extend_from_slice(&scratch);
-    }
-    200
-}
-
-/// The parts of a JSON answer that are not the request's evaluation.
-struct Json<'a> {
-    uuid: Option<&'a [u8; 38]>,
-    tid: &'a [u8; 12],
-    cb: Option<&'a [u8]>,
-    errors: &'a [DcsError],
-}
-
-/// The JSON object of docs/http-api.md §6.3, fields in the contract's order, wrapped for JSONP. An
-/// invalid request (`answer` is `None`) has only `stuff`, `dcs_region`, `tid` and `errors`.
-fn render_json(
-    out: &mut Vec<u8>,
-    dcs: &Dcs,
-    tax: &Catalog,
-    ctl: &Control<'_>,
-    answer: Option<&Answer>,
-    work: &Work,
-    j: &Json<'_>,
-) {
-    if let Some(cb) = j.cb {
-        out.extend_from_slice(cb);
-        out.push(b'(');
-    }
-    out.extend_from_slice(b"{\"stuff\":");
-    out.extend_from_slice(or_empty_array(&work.stuff));
-    if answer.is_some() && ctl.dests {
-        out.extend_from_slice(b",\"dests\":");
-        out.extend_from_slice(or_empty_array(&work.dests));
-    }
-    if let Some(uuid) = j.uuid {
-        out.extend_from_slice(b",\"uuid\":\"");
-        out.extend_from_slice(uuid);
-        out.push(b'"');
-    }
-    out.extend_from_slice(b",\"dcs_region\":");
-    push_u64(out, u64::from(dcs.shared.config.server.region));
-    out.extend_from_slice(b",\"tid\":\"");
-    out.extend_from_slice(j.tid);
-    out.push(b'"');
-    if answer.is_some_and(|a| a.cts) && ctl.cts != 0 {
-        out.extend_from_slice(b",\"traits\":");
-        push_ids(out, work.realized.iter().map(|&t| u64::from(t)));
-        out.extend_from_slice(b",\"segments\":");
-        if ctl.cts == 1 {
-            let mut legacy = Vec::new();
-            tax.engine.legacy_ids_into(&work.segments, &mut legacy);
-            push_ids(out, legacy.into_iter());
-        } else {
-            push_ids(out, work.segments.iter().map(|&s| u64::from(s)));
-        }
-    }
-    push_errors_field(out, j.errors);
-    out.push(b'}');
-    if j.cb.is_some() {
-        out.push(b')');
-    }
-}
-
-/// A rendered JSON array, or `[]` when none was rendered.
-fn or_empty_array(v: &[u8]) -> &[u8] {
-    if v.is_empty() {
-        b"[]"
-    } else {
-        v
-    }
-}
-
-/// `[1,2,3]`
-fn push_ids(out: &mut Vec<u8>, ids: impl Iterator<Item = u64>) {
-    out.push(b'[');
-    for (i, id) in ids.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        push_u64(out, id);
-    }
-    out.push(b']');
 }
 
 fn is_form(req: &Request<'_>) -> bool {
@@ -335,7 +396,7 @@ fn preflight(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     } else {
         out.extend_from_slice(b"Allow: GET, HEAD, POST, OPTIONS\r\n");
     }
-    push_cors(req, out);
+    push_cors(req.head.origin.map(|o| o.get(req.buf)), out);
     push_conn_header(out, req.conn);
     out.extend_from_slice(b"\r\n");
     204

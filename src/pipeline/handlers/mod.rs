@@ -4,10 +4,13 @@ mod admin;
 mod event;
 mod ibs;
 mod identity;
+mod later;
 mod optout;
 mod render;
+mod reply;
 
 pub use admin::{healthz, metrics};
-pub use event::event;
+pub use event::{event, Reply};
 pub use ibs::ibs;
+pub use identity::now_s;
 pub use optout::optout;

@@ -37,6 +37,32 @@ fn push_optout_cookies(out: &mut Vec<u8>, attrs_10y: &[u8]) {
     }
 }
 
+/// What an answer's head needs to know of its request: enough to write it after the request's
+/// bytes are gone (an answer that waited for partners owns one).
+#[derive(Clone, Copy, Debug)]
+pub struct ReplyTo<'a> {
+    /// The clock reading of the request's batch (for `Date`).
+    pub now: std::time::Instant,
+    /// What the answer says about the connection.
+    pub conn: crate::http::response::ConnHeader,
+    /// `HEAD`: no body.
+    pub head_only: bool,
+    /// The request's `Origin`, for CORS.
+    pub origin: Option<&'a [u8]>,
+}
+
+impl<'a> ReplyTo<'a> {
+    /// The reply context of `req`.
+    pub fn of(req: &Request<'a>) -> ReplyTo<'a> {
+        ReplyTo {
+            now: req.now,
+            conn: req.conn,
+            head_only: req.head.method == Method::Head,
+            origin: req.head.origin.map(|o| o.get(req.buf)),
+        }
+    }
+}
+
 /// Which cookies a pixel answer sets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SetCookie<'a> {
@@ -67,7 +93,7 @@ pub fn pixel(
         }
         None => out.extend_from_slice(b"Content-Type: image/gif\r\nContent-Length: 43\r\n"),
     }
-    finish_head(dcs, req, cookie, errors, out);
+    finish_head(dcs, &ReplyTo::of(req), cookie, errors, out);
     if location.is_none() && req.head.method != Method::Head {
         out.extend_from_slice(&PIXEL_GIF);
     }
@@ -78,7 +104,7 @@ pub fn pixel(
 /// the blank line.
 pub fn finish_head(
     dcs: &Dcs,
-    req: &Request<'_>,
+    reply: &ReplyTo<'_>,
     cookie: SetCookie<'_>,
     errors: &[DcsError],
     out: &mut Vec<u8>,
@@ -93,8 +119,8 @@ pub fn finish_head(
         SetCookie::OptOut => push_optout_cookies(out, &dcs.optout_cookie_attrs),
     }
     push_x_error(out, errors);
-    push_cors(req, out);
-    push_conn_header(out, req.conn);
+    push_cors(reply.origin, out);
+    push_conn_header(out, reply.conn);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -133,10 +159,10 @@ pub fn push_errors_field(out: &mut Vec<u8>, errors: &[DcsError]) {
 }
 
 /// `Access-Control-Allow-Origin` for a request with `Origin` (docs/http-api.md §7).
-pub fn push_cors(req: &Request<'_>, out: &mut Vec<u8>) {
-    if let Some(origin) = req.head.origin {
+pub fn push_cors(origin: Option<&[u8]>, out: &mut Vec<u8>) {
+    if let Some(origin) = origin {
         out.extend_from_slice(b"Access-Control-Allow-Origin: ");
-        out.extend_from_slice(origin.get(req.buf));
+        out.extend_from_slice(origin);
         out.extend_from_slice(b"\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n");
     }
 }
