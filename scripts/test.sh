@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite (README: "run the tests"). Installs what it needs on a fresh Debian
 # machine: systemd's tools for the unit check. Runs unit + integration tests (both IO drivers,
-# real binary on 127.0.0.1 port 0), then `systemd-analyze verify` of systemd/dcsd.service.
+# real binary on 127.0.0.1 port 0); where it may (root, Linux >= 6.6), the ignored fallback test
+# that sets the machine-wide kernel.io_uring_disabled sysctl, after the rest, so none of this
+# run's daemons is running meanwhile; then `systemd-analyze verify` of systemd/dcsd.service.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -17,6 +19,17 @@ fi
 
 echo "== cargo test (unit, integration: io_uring and epoll)"
 cargo test --all-targets
+
+# The sysctl test is #[ignore]d in `cargo test`: it needs root, and the sysctl is machine-wide.
+sysctl=/proc/sys/kernel/io_uring_disabled
+if [ ! -e "$sysctl" ]; then
+  echo "== SKIPPED driver_fallback sysctl test: no $sysctl (Linux < 6.6); the seccomp fallback tests ran"
+elif [ ! -w "$sysctl" ]; then
+  echo "== SKIPPED driver_fallback sysctl test: $sysctl not writable (not root, or /proc/sys read-only); the seccomp fallback tests ran"
+else
+  echo "== cargo test --test driver_fallback -- --ignored (sets kernel.io_uring_disabled for a moment)"
+  cargo test --test driver_fallback -- --ignored
+fi
 
 echo "== systemd unit"
 bash scripts/verify-systemd.sh target/debug/dcsd

@@ -1,6 +1,10 @@
 //! The taxonomy engine through the real binary (docs/http-api.md §3.2–§3.4, §4 `d_sid`, `d_tdpid`,
 //! `d_cts`, `d_ptfm`, §6.3–§6.4; docs/taxonomy.md §2–§3): `/event?…&d_rtbd=json&d_cts=2&d_dst=1`
 //! against `tests/fixtures/engine.json`, plus a taxonomy reload under load.
+//!
+//! The rule tests check what an answer says, so they run on one driver
+//! ([`common::SEMANTICS_DRIVER`], which says why); the reload under load (four clients, a
+//! connection per request, while SIGHUP swaps the taxonomy) runs on both.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // test clients may block
 
 mod common;
@@ -9,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Response};
+use common::{for_each_driver, Daemon, Response, SEMANTICS_DRIVER};
 
 const U1: &str = "00000000000000000000000000000000000001";
 
@@ -18,7 +22,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn daemon(extra: &str) -> Daemon {
-    Daemon::start("uring", &format!("[server]\ntaxonomy = \"{}\"\n{extra}", fixture("engine.json")))
+    Daemon::start(SEMANTICS_DRIVER, &format!("[server]\ntaxonomy = \"{}\"\n{extra}", fixture("engine.json")))
 }
 
 fn get(d: &Daemon, host: &str, query: &str, headers: &str) -> Response {
@@ -217,67 +221,71 @@ fn s6_4_url_and_cookie_destinations() {
 
 #[test]
 fn reload_under_load_loses_no_request() {
-    let dir = common::temp_dir();
-    let tax = dir.0.join("taxonomy.json");
-    std::fs::copy(fixture("engine.json"), &tax).unwrap();
-    let d = Daemon::start("uring", &format!("[server]\ntaxonomy = \"{}\"\n", tax.display()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, bad) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let addr = d.addr;
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, ok, bad) = (stop.clone(), ok.clone(), bad.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let raw =
-                        b"GET /event?d_rtbd=json&d_cts=2&c_color=red HTTP/1.1\r\nHost: localhost\r\n\r\n";
-                    match common::try_request(addr, raw) {
-                        Ok(r) if r.status == 200 && r.body_str().contains("\"traits\":[") => {
-                            ok.fetch_add(1, Ordering::Relaxed)
-                        }
-                        _ => bad.fetch_add(1, Ordering::Relaxed),
-                    };
-                }
+    for_each_driver(|driver| {
+        let dir = common::temp_dir();
+        let tax = dir.0.join("taxonomy.json");
+        std::fs::copy(fixture("engine.json"), &tax).unwrap();
+        let d = Daemon::start(driver, &format!("[server]\ntaxonomy = \"{}\"\n", tax.display()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, bad) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let addr = d.addr;
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (stop, ok, bad) = (stop.clone(), ok.clone(), bad.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let raw =
+                            b"GET /event?d_rtbd=json&d_cts=2&c_color=red HTTP/1.1\r\nHost: localhost\r\n\r\n";
+                        match common::try_request(addr, raw) {
+                            Ok(r) if r.status == 200 && r.body_str().contains("\"traits\":[") => {
+                                ok.fetch_add(1, Ordering::Relaxed)
+                            }
+                            _ => bad.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                })
             })
-        })
-        .collect();
-    let original = std::fs::read_to_string(&tax).unwrap();
-    // Reload only once the clients are running.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ok.load(Ordering::Relaxed) < 20 && Instant::now() < deadline {
-        std::thread::yield_now();
-    }
-    for i in 0..6 {
-        // Alternate a changed rule and a broken file (rejected, the old taxonomy stays).
-        let text = if i % 2 == 0 {
-            original
-                .replace("c_color == \\\"red\\\"\"}", "c_color == \\\"red\\\" OR c_color == \\\"pink\\\"\"}")
-        } else {
-            original.replace("\"rule\": \"10T AND 40T\"", "\"rule\": \"10T AND\"")
-        };
-        std::fs::write(&tax, text).unwrap();
-        d.signal("HUP");
-        // Each reload is done (swapped in or rejected) before the file changes again.
-        if i % 2 == 0 {
-            d.wait_log("reloaded taxonomy", i / 2 + 1);
-        } else {
-            d.wait_log("reload rejected", i / 2 + 1);
+            .collect();
+        let original = std::fs::read_to_string(&tax).unwrap();
+        // Reload only once the clients are running.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ok.load(Ordering::Relaxed) < 20 && Instant::now() < deadline {
+            std::thread::yield_now();
         }
-    }
-    // Requests keep being answered after the reloads.
-    let (after, deadline) = (ok.load(Ordering::Relaxed), Instant::now() + Duration::from_secs(10));
-    while ok.load(Ordering::Relaxed) < after + 40 && Instant::now() < deadline {
-        std::thread::yield_now();
-    }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    assert_eq!(bad.load(Ordering::Relaxed), 0);
-    assert!(ok.load(Ordering::Relaxed) > 50, "{}", ok.load(Ordering::Relaxed));
-    let log = d.log().join("\n");
-    assert!(log.contains("$.segments[0].rule"), "the broken file is rejected with its path: {log}");
-    // The last good reload is in effect: `pink` realizes trait 10.
-    let r = get(&d, "localhost", "d_cts=2&c_color=pink", "");
-    assert!(field(&r, "traits").unwrap().starts_with("10"), "{}", r.body_str());
+        for i in 0..6 {
+            // Alternate a changed rule and a broken file (rejected, the old taxonomy stays).
+            let text = if i % 2 == 0 {
+                original.replace(
+                    "c_color == \\\"red\\\"\"}",
+                    "c_color == \\\"red\\\" OR c_color == \\\"pink\\\"\"}",
+                )
+            } else {
+                original.replace("\"rule\": \"10T AND 40T\"", "\"rule\": \"10T AND\"")
+            };
+            std::fs::write(&tax, text).unwrap();
+            d.signal("HUP");
+            // Each reload is done (swapped in or rejected) before the file changes again.
+            if i % 2 == 0 {
+                d.wait_log("reloaded taxonomy", i / 2 + 1);
+            } else {
+                d.wait_log("reload rejected", i / 2 + 1);
+            }
+        }
+        // Requests keep being answered after the reloads.
+        let (after, deadline) = (ok.load(Ordering::Relaxed), Instant::now() + Duration::from_secs(10));
+        while ok.load(Ordering::Relaxed) < after + 40 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.join().unwrap();
+        }
+        assert_eq!(bad.load(Ordering::Relaxed), 0);
+        assert!(ok.load(Ordering::Relaxed) > 50, "{}", ok.load(Ordering::Relaxed));
+        let log = d.log().join("\n");
+        assert!(log.contains("$.segments[0].rule"), "the broken file is rejected with its path: {log}");
+        // The last good reload is in effect: `pink` realizes trait 10.
+        let r = get(&d, "localhost", "d_cts=2&c_color=pink", "");
+        assert!(field(&r, "traits").unwrap().starts_with("10"), "{}", r.body_str());
+    });
 }

@@ -1,17 +1,19 @@
 //! docs/http-api.md §1, §2, §6–§7 through the real binary: one test per row of the §1 status table,
-//! pipelining, keep-alive, HTTP/1.0, HEAD, OPTIONS/CORS, chunked bodies, `/event` answers.
-//! Every IO-path test runs on both drivers (io_uring and epoll).
+//! pipelining, keep-alive, HTTP/1.0, HEAD, OPTIONS/CORS, chunked bodies, `Date`, `/event`
+//! answers. Every test in this file runs on both drivers (io_uring and epoll), the two daemons
+//! side by side ([`common::for_each_driver`]); the harness checks that each daemon's ready line
+//! names the driver asked for.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // test clients may block
 
 mod common;
 
-use common::{connect, Daemon, Reader, Response, DRIVERS};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-fn each_driver(f: impl Fn(&Daemon)) {
-    for driver in DRIVERS {
-        let d = Daemon::start(driver, "");
-        f(&d);
-    }
+use common::{connect, for_each_driver, Daemon, Reader, Response};
+
+/// Runs `test` against a default daemon on each driver.
+fn each_driver(test: impl Fn(&Daemon) + Sync) {
+    for_each_driver(|driver| test(&Daemon::start(driver, "")));
 }
 
 /// Sends `raw` on a fresh connection and expects `status` followed by a close.
@@ -200,7 +202,10 @@ fn http10_closes_unless_keep_alive_is_asked() {
         let resp = r.response(false).unwrap();
         assert_eq!(resp.header("connection"), Some("keep-alive"));
         r.send(b"GET /healthz HTTP/1.0\r\n\r\n");
-        assert_eq!(r.response(false).unwrap().status, 200);
+        let resp = r.response(false).unwrap();
+        assert_eq!(resp.status, 200);
+        assert!(resp.closes(), "keep-alive is asked per request: {resp:?}");
+        assert!(r.closed());
     });
 }
 
@@ -223,6 +228,40 @@ fn pixel_answer_has_the_contract_headers() {
         assert_eq!(uuid.len(), 38);
         assert!(uuid.bytes().all(|b| b.is_ascii_digit()));
         assert!(cookie.ends_with("; Max-Age=15552000; Path=/; SameSite=None; Secure"), "{cookie}");
+    });
+}
+
+/// Unix seconds now.
+fn wall_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[test]
+fn date_header_is_the_current_second_and_moves_on() {
+    each_driver(|d| {
+        let fmt = |s: u64| String::from_utf8(dcsd::http::response::imf_fixdate(s).to_vec()).unwrap();
+        let mut r = Reader::new(connect(d.addr));
+        // The `Date` of an answer, checked against the wall clock read around the request.
+        let mut dated = || {
+            let before = wall_s();
+            r.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+            let date = r.response(false).unwrap().header("date").unwrap().to_string();
+            let after = wall_s();
+            assert!(
+                (before..=after).any(|s| fmt(s) == date),
+                "{date} not in {}..={}",
+                fmt(before),
+                fmt(after)
+            );
+            date
+        };
+        let first = dated();
+        // Past the end of this second, on the same connection (and worker): a cached line must
+        // not outlive its second.
+        let into_second = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_millis();
+        std::thread::sleep(Duration::from_millis(u64::from(1000 - into_second) + 20));
+        let next = dated();
+        assert_ne!(first, next);
     });
 }
 
@@ -272,24 +311,26 @@ fn json_mode_fields_and_identity() {
 
 #[test]
 fn jsonp_and_bad_callback() {
-    let d = Daemon::start("uring", "");
-    let r = d.request(b"GET /event?d_rtbd=json&d_cb=jQuery_1.cb HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    assert_eq!(r.header("content-type"), Some("application/javascript"));
-    assert!(r.body_str().starts_with("jQuery_1.cb({\"stuff\":[]") && r.body_str().ends_with("})"));
-    let r = d.request(b"GET /event?d_rtbd=json&d_cb=alert(1) HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    assert_eq!(r.header("x-error"), Some("311"));
-    assert!(r
-        .body_str()
-        .ends_with(",\"errors\":[{\"code\":311,\"msg\":\"Request contains invalid parameters\"}]}"));
+    each_driver(|d| {
+        let r = d.request(b"GET /event?d_rtbd=json&d_cb=jQuery_1.cb HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!(r.header("content-type"), Some("application/javascript"));
+        assert!(r.body_str().starts_with("jQuery_1.cb({\"stuff\":[]") && r.body_str().ends_with("})"));
+        let r = d.request(b"GET /event?d_rtbd=json&d_cb=alert(1) HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.header("x-error"), Some("311"));
+        assert!(r
+            .body_str()
+            .ends_with(",\"errors\":[{\"code\":311,\"msg\":\"Request contains invalid parameters\"}]}"));
+    });
 }
 
 #[test]
 fn coppa_sets_no_cookie() {
-    let d = Daemon::start("uring", "");
-    let r = d.request(b"GET /event?d_coppa=1 HTTP/1.1\r\nHost: localhost\r\nCookie: demdex=12345678901234567890123456789012345678\r\n\r\n");
-    assert_eq!(r.status, 200);
-    assert!(r.header("set-cookie").is_none());
+    each_driver(|d| {
+        let r = d.request(b"GET /event?d_coppa=1 HTTP/1.1\r\nHost: localhost\r\nCookie: demdex=12345678901234567890123456789012345678\r\n\r\n");
+        assert_eq!(r.status, 200);
+        assert!(r.header("set-cookie").is_none());
+    });
 }
 
 #[test]
@@ -304,14 +345,15 @@ fn chunked_post_body_pairs_are_read() {
 
 #[test]
 fn expect_100_continue() {
-    let d = Daemon::start("uring", "");
-    let mut r = Reader::new(connect(d.addr));
-    r.send(b"POST /event HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\n");
-    let cont = r.response(false).unwrap();
-    assert_eq!(cont.status, 100);
-    r.send(b"d_rtbd=json");
-    let resp = r.response(false).unwrap();
-    assert_eq!(resp.header("content-type"), Some("application/json"));
+    each_driver(|d| {
+        let mut r = Reader::new(connect(d.addr));
+        r.send(b"POST /event HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\n");
+        let cont = r.response(false).unwrap();
+        assert_eq!(cont.status, 100);
+        r.send(b"d_rtbd=json");
+        let resp = r.response(false).unwrap();
+        assert_eq!(resp.header("content-type"), Some("application/json"));
+    });
 }
 
 #[test]
@@ -335,17 +377,19 @@ fn cors_and_preflight() {
 
 #[test]
 fn metrics_count_requests_by_route_and_status() {
-    let d = Daemon::start("uring", "");
-    for _ in 0..3 {
-        d.request(b"GET /event HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    }
-    d.request(b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    d.request(b"GET / HTTP/1.1\r\n\r\n");
-    assert_eq!(d.metric("dcsd_http_requests_total{route=\"event\",status=\"200\"}"), 3);
-    assert_eq!(d.metric("dcsd_http_requests_total{route=\"not_found\",status=\"404\"}"), 1);
-    assert_eq!(d.metric("dcsd_http_requests_total{route=\"none\",status=\"400\"}"), 1);
-    assert_eq!(d.metric("dcsd_http_request_duration_seconds_count{route=\"event\",status=\"200\"}"), 3);
-    assert!(d.metric("dcsd_http_connections_accepted_total") >= 5);
+    each_driver(|d| {
+        for _ in 0..3 {
+            d.request(b"GET /event HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        }
+        d.request(b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        d.request(b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(d.metric("dcsd_http_requests_total{route=\"event\",status=\"200\"}"), 3);
+        assert_eq!(d.metric("dcsd_http_requests_total{route=\"not_found\",status=\"404\"}"), 1);
+        assert_eq!(d.metric("dcsd_http_requests_total{route=\"none\",status=\"400\"}"), 1);
+        assert_eq!(d.metric("dcsd_http_request_duration_seconds_count{route=\"event\",status=\"200\"}"), 3);
+        // The harness's /healthz, the five requests, the four scrapes above and this one.
+        assert_eq!(d.metric("dcsd_http_connections_accepted_total"), 1 + 5 + 4 + 1);
+    });
 }
 
 #[test]
@@ -375,20 +419,22 @@ fn bad_escape_is_311_with_no_cookie_and_no_uuid() {
 
 #[test]
 fn invalid_d_uuid_is_102_and_a_new_uuid() {
-    let d = Daemon::start("uring", "");
-    let r = d.request(b"GET /event?d_rtbd=json&d_uuid=123 HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    assert_eq!(r.header("x-error"), Some("102"));
-    let body = r.body_str();
-    assert!(body.contains("{\"code\":102,\"msg\":\"Invalid AAM ID passed in request 123\"}"), "{body}");
-    let cookie = r.header("set-cookie").unwrap();
-    assert!(body.contains(&format!("\"uuid\":\"{}\"", &cookie[7..45])), "{body} {cookie}");
+    each_driver(|d| {
+        let r = d.request(b"GET /event?d_rtbd=json&d_uuid=123 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!(r.header("x-error"), Some("102"));
+        let body = r.body_str();
+        assert!(body.contains("{\"code\":102,\"msg\":\"Invalid AAM ID passed in request 123\"}"), "{body}");
+        let cookie = r.header("set-cookie").unwrap();
+        assert!(body.contains(&format!("\"uuid\":\"{}\"", &cookie[7..45])), "{body} {cookie}");
+    });
 }
 
 #[test]
 fn escaped_control_values_are_decoded() {
-    let d = Daemon::start("uring", "");
-    let r = d.request(b"GET /event?d%5Frtbd=%6Ason HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    assert_eq!(r.header("content-type"), Some("application/json"));
+    each_driver(|d| {
+        let r = d.request(b"GET /event?d%5Frtbd=%6Ason HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+    });
 }
 
 #[test]
@@ -414,56 +460,68 @@ fn unknown_host_is_error_1_and_invalid() {
 
 #[test]
 fn missing_host_in_http10_is_error_100() {
-    let d = Daemon::start("uring", "");
-    let r = d.request(b"GET /event?d_rtbd=json HTTP/1.0\r\n\r\n");
-    assert_eq!(r.header("x-error"), Some("100"));
-    assert!(r.body_str().contains("{\"code\":100,\"msg\":\"Could not retrieve host name for the request\"}"));
-    assert!(!r.body_str().contains("\"uuid\""));
+    each_driver(|d| {
+        let r = d.request(b"GET /event?d_rtbd=json HTTP/1.0\r\n\r\n");
+        assert_eq!(r.header("x-error"), Some("100"));
+        assert!(r
+            .body_str()
+            .contains("{\"code\":100,\"msg\":\"Could not retrieve host name for the request\"}"));
+        assert!(!r.body_str().contains("\"uuid\""));
+    });
 }
 
 #[test]
 fn unknown_org_is_error_2_and_bad_ecid_is_101() {
-    let d = Daemon::start("uring", "");
-    let r = d.request(b"GET /event?d_rtbd=json&d_orgid=NOPE%40AdobeOrg HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    assert_eq!(r.header("x-error"), Some("2"));
-    let body = r.body_str();
-    assert!(body.contains("{\"code\":2,\"msg\":\"Invalid d_orgid value (could not find a config for this org id): NOPE@AdobeOrg\"}"), "{body}");
-    assert!(!body.contains("\"uuid\"") && r.header("set-cookie").is_none());
-    // A known org is fine; a bad d_mid is reported and ignored (the request stays valid).
-    let r = d.request(
-        b"GET /event?d_rtbd=json&d_orgid=ACME%40AdobeOrg&d_mid=12x HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    );
-    assert_eq!(r.header("x-error"), Some("101"));
-    let body = r.body_str();
-    assert!(
-        body.contains("\"uuid\"")
-            && body.contains("{\"code\":101,\"msg\":\"Invalid Experience Cloud id passed in 12x\"}"),
-        "{body}"
-    );
-    // Errors keep the order they arose in.
-    let r = d.request(b"GET /event?d_rtbd=json&d_uuid=1&d_mid=2 HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    assert_eq!(r.header("x-error"), Some("102,101"));
+    each_driver(|d| {
+        let r =
+            d.request(b"GET /event?d_rtbd=json&d_orgid=NOPE%40AdobeOrg HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!(r.header("x-error"), Some("2"));
+        let body = r.body_str();
+        assert!(body.contains("{\"code\":2,\"msg\":\"Invalid d_orgid value (could not find a config for this org id): NOPE@AdobeOrg\"}"), "{body}");
+        assert!(!body.contains("\"uuid\"") && r.header("set-cookie").is_none());
+        // A known org is fine; a bad d_mid is reported and ignored (the request stays valid).
+        let r = d.request(
+            b"GET /event?d_rtbd=json&d_orgid=ACME%40AdobeOrg&d_mid=12x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        );
+        assert_eq!(r.header("x-error"), Some("101"));
+        let body = r.body_str();
+        assert!(
+            body.contains("\"uuid\"")
+                && body.contains("{\"code\":101,\"msg\":\"Invalid Experience Cloud id passed in 12x\"}"),
+            "{body}"
+        );
+        // Errors keep the order they arose in.
+        let r = d.request(b"GET /event?d_rtbd=json&d_uuid=1&d_mid=2 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!(r.header("x-error"), Some("102,101"));
+    });
 }
 
 #[test]
 fn declared_ids_are_mapped_and_select_the_profile() {
-    let d = Daemon::start("uring", "");
-    let known = "00000000000000000000000000000000004711";
-    let raw = format!("GET /event?d_rtbd=json&d_cid=1%01crm-user-7 HTTP/1.1\r\nHost: localhost\r\nCookie: demdex={known}\r\n\r\n");
-    let r = d.request(raw.as_bytes());
-    assert!(r.header("x-error").is_none(), "{r:?}");
-    assert!(r.body_str().contains(&format!("\"uuid\":\"{known}\"")));
-    // Without a cookie, the declared ID (by DPID or integration code) selects that profile.
-    for q in ["d_cid=1%01crm-user-7", "d_cid_ic=acme-crm%01crm-user-7%011", "d_dpid=1&d_dpuuid=crm-user-7"] {
-        let raw = format!("GET /event?d_rtbd=json&{q} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    each_driver(|d| {
+        let known = "00000000000000000000000000000000004711";
+        let raw = format!("GET /event?d_rtbd=json&d_cid=1%01crm-user-7 HTTP/1.1\r\nHost: localhost\r\nCookie: demdex={known}\r\n\r\n");
         let r = d.request(raw.as_bytes());
-        assert!(r.body_str().contains(&format!("\"uuid\":\"{known}\"")), "{q}: {}", r.body_str());
-        assert!(r.header("set-cookie").unwrap().starts_with(&format!("demdex={known};")));
-    }
-    assert!(d.metric("dcsd_profiles") >= 1);
-    // Unknown data source: 300, and as it is the only one, 104; a new profile.
-    let r = d.request(b"GET /event?d_rtbd=json&d_cid=999%01x HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    assert_eq!(r.header("x-error"), Some("300,104"));
-    assert!(r.body_str().contains("{\"code\":300,\"msg\":\"Invalid customer id x\"}"), "{}", r.body_str());
-    assert!(!r.body_str().contains(known));
+        assert!(r.header("x-error").is_none(), "{r:?}");
+        assert!(r.body_str().contains(&format!("\"uuid\":\"{known}\"")));
+        // Without a cookie, the declared ID (by DPID or integration code) selects that profile.
+        for q in
+            ["d_cid=1%01crm-user-7", "d_cid_ic=acme-crm%01crm-user-7%011", "d_dpid=1&d_dpuuid=crm-user-7"]
+        {
+            let raw = format!("GET /event?d_rtbd=json&{q} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+            let r = d.request(raw.as_bytes());
+            assert!(r.body_str().contains(&format!("\"uuid\":\"{known}\"")), "{q}: {}", r.body_str());
+            assert!(r.header("set-cookie").unwrap().starts_with(&format!("demdex={known};")));
+        }
+        assert!(d.metric("dcsd_profiles") >= 1);
+        // Unknown data source: 300, and as it is the only one, 104; a new profile.
+        let r = d.request(b"GET /event?d_rtbd=json&d_cid=999%01x HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!(r.header("x-error"), Some("300,104"));
+        assert!(
+            r.body_str().contains("{\"code\":300,\"msg\":\"Invalid customer id x\"}"),
+            "{}",
+            r.body_str()
+        );
+        assert!(!r.body_str().contains(known));
+    });
 }

@@ -1,60 +1,98 @@
 //! Connection lifecycle and process lifecycle through the real binary: header and keep-alive
 //! time-outs, drain on SIGTERM, `max_connections`, the admin listener, reload on SIGHUP, and
 //! configuration errors (docs/configuration.md §1–§3).
+//!
+//! On both drivers (the two daemons side by side, [`common::for_each_driver`]): every test of
+//! a connection's life — the 408s, the idle and fresh-connection time-outs, both drain tests,
+//! `max_connections` and the admin listener. On one daemon: the process-level tests, where the
+//! driver only carries a request or two and the behaviour lives on the main or snapshot thread
+//! (SIGHUP reload, sd_notify, snapshots, table metrics, worker naming and pinning, which happen
+//! before the worker's runtime is built) and the tests that never serve (configuration errors,
+//! `--check`, a taken port).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // test clients may block
 
 mod common;
 
 use std::io::Write;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{connect, temp_dir, Daemon, Reader, DRIVERS};
+use common::{connect, for_each_driver, temp_dir, Daemon, Reader};
 
 #[test]
-fn slow_client_gets_408_and_close() {
-    for driver in DRIVERS {
+fn slow_client_gets_408_and_close_counted_from_the_first_byte() {
+    for_each_driver(|driver| {
         let d = Daemon::start(driver, "[limits]\nheader_timeout_ms = 300\n");
         let mut r = Reader::new(connect(d.addr));
         let t0 = Instant::now();
         r.send(b"GET /event HTTP/1.1\r\nHost: a\r\n");
-        std::thread::sleep(Duration::from_millis(100));
-        r.send(b"X-Slow: 1\r\n"); // still trickling, never finishing
-        let resp = r.response(false).expect("408 before close");
-        assert_eq!(resp.status, 408);
-        assert!(resp.closes());
-        assert!(r.closed());
-        let took = t0.elapsed();
-        assert!(took >= Duration::from_millis(280) && took < Duration::from_secs(3), "{took:?}");
-    }
+        // Still trickling, never finishing: a header line every 50 ms until the server closes.
+        // Bytes arriving do not extend the time-out (a 408 at ~300 ms, not after the trickle).
+        let done = AtomicBool::new(false);
+        let mut w = r.stream.try_clone().unwrap();
+        let took = std::thread::scope(|s| {
+            s.spawn(|| {
+                let end = Instant::now() + Duration::from_secs(3);
+                while !done.load(Ordering::Relaxed) && Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(50));
+                    if w.write_all(b"X-Slow: 1\r\n").is_err() {
+                        break;
+                    }
+                }
+            });
+            let resp = r.response(false).expect("408 before close");
+            let took = t0.elapsed();
+            done.store(true, Ordering::Relaxed);
+            assert_eq!(resp.status, 408);
+            assert!(resp.closes());
+            took
+        });
+        let from_first_byte = took >= Duration::from_millis(280) && took < Duration::from_millis(2000);
+        assert!(from_first_byte, "408 after {took:?}: the time-out runs from the first byte");
+    });
 }
 
 #[test]
 fn slow_body_gets_408() {
-    let d = Daemon::start("uring", "[limits]\nheader_timeout_ms = 300\n");
-    let mut r = Reader::new(connect(d.addr));
-    r.send(b"POST /event HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc");
-    assert_eq!(r.response(false).unwrap().status, 408);
-    assert!(r.closed());
+    for_each_driver(|driver| {
+        let d = Daemon::start(driver, "[limits]\nheader_timeout_ms = 300\n");
+        let mut r = Reader::new(connect(d.addr));
+        let t0 = Instant::now();
+        r.send(b"POST /event HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc");
+        let resp = r.response(false).unwrap();
+        let took = t0.elapsed();
+        assert_eq!((resp.status, resp.closes()), (408, true), "{resp:?}");
+        assert!(r.closed());
+        assert!(took >= Duration::from_millis(280) && took < Duration::from_secs(3), "{took:?}");
+    });
 }
 
 #[test]
-fn idle_keep_alive_connection_is_closed() {
-    for driver in DRIVERS {
-        let d = Daemon::start(driver, "[limits]\nkeepalive_timeout_ms = 300\n");
+fn idle_keep_alive_and_silent_fresh_connections_are_closed() {
+    for_each_driver(|driver| {
+        let d = Daemon::start(driver, "[limits]\nheader_timeout_ms = 300\nkeepalive_timeout_ms = 1200\n");
+        // After an answer: keepalive_timeout, silently.
         let mut r = Reader::new(connect(d.addr));
         r.send(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n");
         assert_eq!(r.response(false).unwrap().status, 200);
         let t0 = Instant::now();
         assert!(r.closed(), "idle connection must be closed by the server");
         let took = t0.elapsed();
-        assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{took:?}");
-    }
+        assert!(took >= Duration::from_millis(1150) && took < Duration::from_secs(4), "{took:?}");
+        // A connection that never sends a byte: header_timeout, silently.
+        let mut fresh = Reader::new(connect(d.addr));
+        let t0 = Instant::now();
+        assert!(fresh.closed(), "a silent connection is closed without an answer");
+        let took = t0.elapsed();
+        let header_timeout = took >= Duration::from_millis(250) && took < Duration::from_millis(1150);
+        assert!(header_timeout, "closed after {took:?}: header_timeout, not keepalive_timeout");
+    });
 }
 
 #[test]
 fn drain_on_sigterm_completes_the_request_in_flight() {
-    for driver in DRIVERS {
+    for_each_driver(|driver| {
         let mut d = Daemon::start(driver, "[server]\ndrain_ms = 3000\n");
         // An idle keep-alive connection: closed at once by the drain.
         let mut idle = Reader::new(connect(d.addr));
@@ -66,8 +104,12 @@ fn drain_on_sigterm_completes_the_request_in_flight() {
         r.send(b"POST /event HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n");
         assert_eq!(r.response(false).unwrap().status, 100);
         r.send(b"d_rtb");
+        let t0 = Instant::now();
         d.signal("TERM");
         assert!(idle.closed(), "idle connection closes on drain");
+        // At once: not when the process exits (drain_ms = 3000, and the request in flight keeps
+        // the process alive until it is answered below).
+        assert!(t0.elapsed() < Duration::from_secs(1), "idle closed {:?} after SIGTERM", t0.elapsed());
         // New connections are no longer accepted (refused or closed without an answer).
         let mut late = false;
         for _ in 0..50 {
@@ -96,82 +138,110 @@ fn drain_on_sigterm_completes_the_request_in_flight() {
         let status = d.wait_exit(Duration::from_secs(5));
         assert!(status.success(), "{status:?}");
         assert!(d.log().iter().any(|l| l.contains("draining")));
-    }
+    });
 }
 
 #[test]
 fn drain_gives_up_after_drain_ms() {
-    let mut d = Daemon::start("uring", "[server]\ndrain_ms = 300\n");
-    let mut r = Reader::new(connect(d.addr));
-    r.send(b"POST /event HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n");
-    assert_eq!(r.response(false).unwrap().status, 100, "head parsed: the request is in flight");
-    let t0 = Instant::now();
-    d.signal("TERM");
-    assert!(d.wait_exit(Duration::from_secs(5)).success());
-    assert!(t0.elapsed() < Duration::from_secs(2));
-    assert!(d.log().iter().any(|l| l.contains("ran out")));
+    for_each_driver(|driver| {
+        let mut d = Daemon::start(driver, "[server]\ndrain_ms = 300\n");
+        let mut r = Reader::new(connect(d.addr));
+        r.send(b"POST /event HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n");
+        assert_eq!(r.response(false).unwrap().status, 100, "head parsed: the request is in flight");
+        let t0 = Instant::now();
+        d.signal("TERM");
+        assert!(d.wait_exit(Duration::from_secs(5)).success());
+        // It waited for the request (drain_ms), then gave up instead of waiting for ever.
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_millis(280) && took < Duration::from_secs(2), "{took:?}");
+        assert!(d.log().iter().any(|l| l.contains("ran out")), "{:?}", d.log());
+    });
 }
 
 #[test]
 fn max_connections_closes_new_connections_at_once() {
-    let d = Daemon::start("uring", "[limits]\nmax_connections = 1\n");
-    let mut first = Reader::new(connect(d.addr));
-    first.send(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n");
-    assert_eq!(first.response(false).unwrap().status, 200);
-    let mut second = Reader::new(connect(d.addr));
-    second.send(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n");
-    assert!(second.response(false).is_none(), "second connection must be closed");
-    drop(first);
-    // The slot is released when the first connection ends.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let mut again = Reader::new(connect(d.addr));
-        again.send(b"GET /event HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
-        if again.response(false).is_some() {
-            break;
+    for_each_driver(|driver| {
+        let d = Daemon::start(driver, "[limits]\nmax_connections = 1\n");
+        let mut first = Reader::new(connect(d.addr));
+        first.send(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(first.response(false).unwrap().status, 200);
+        let mut second = Reader::new(connect(d.addr));
+        let t0 = Instant::now();
+        second.send(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(second.response(false).is_none(), "second connection must be closed unanswered");
+        assert!(t0.elapsed() < Duration::from_secs(1), "closed at once, not timed out: {:?}", t0.elapsed());
+        // The first connection is still served.
+        first.send(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(first.response(false).unwrap().status, 200);
+        drop(first);
+        // The slot is released when the first connection ends (the server sees the close a
+        // moment later, so a connection or two may still be turned away).
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let mut again = Reader::new(connect(d.addr));
+            again.send(b"GET /event HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+            if again.response(false).is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "slot never released");
+            std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(Instant::now() < deadline, "slot never released");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(d.metric("dcsd_http_connections_rejected_total") >= 1);
+        assert!(d.metric("dcsd_http_connections_rejected_total") >= 1);
+    });
 }
 
 #[test]
 fn admin_listener_serves_health_and_metrics_only() {
-    let dir = temp_dir();
-    let cfg = dir.0.join("dcsd.toml");
-    std::fs::write(
-        &cfg,
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = [\"127.0.0.1:0\"]\nthreads = 1\n",
-    )
-    .unwrap();
-    let d = Daemon::spawn(&["--config", cfg.to_str().unwrap()]);
-    let admin = d.admin.expect("admin address logged");
-    assert_eq!(d.request(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n").status, 200);
-    assert_eq!(d.request(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").status, 404);
-    assert_eq!(common::try_request(admin, b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().status, 200);
-    assert_eq!(common::try_request(admin, b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().status, 404);
+    for_each_driver(|driver| {
+        let dir = temp_dir();
+        let cfg = dir.0.join("dcsd.toml");
+        std::fs::write(
+            &cfg,
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin_listen = [\"127.0.0.1:0\"]\nthreads = 1\n",
+        )
+        .unwrap();
+        let d = Daemon::spawn(&["--config", cfg.to_str().unwrap(), "--driver", driver]);
+        let admin = d.admin.expect("admin address logged");
+        let on = |at, path: &str| {
+            let raw = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+            common::try_request(at, raw.as_bytes()).unwrap().status
+        };
+        assert_eq!([on(d.addr, "/event"), on(d.addr, "/metrics"), on(d.addr, "/healthz")], [200, 404, 404]);
+        assert_eq!([on(admin, "/metrics"), on(admin, "/healthz"), on(admin, "/event")], [200, 200, 404]);
+    });
 }
 
 #[test]
 fn sighup_reloads_the_taxonomy_or_keeps_the_old_one() {
     let dir = temp_dir();
     let tax = dir.0.join("taxonomy.json");
-    std::fs::write(&tax, r#"{"customers":[{"id":1,"hosts":["a"]}]}"#).unwrap();
+    std::fs::write(&tax, r#"{"customers":[{"id":1,"hosts":["a"],"cts":true}]}"#).unwrap();
     let d =
         Daemon::spawn(&["--listen", "127.0.0.1:0", "--threads", "1", "--taxonomy", tax.to_str().unwrap()]);
+    // `d_sid=5` realizes trait 5 only once a taxonomy that has it is in effect.
+    let ask = |host: &str| {
+        let raw = format!("GET /event?d_rtbd=json&d_cts=2&d_sid=5 HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let r = d.request(raw.as_bytes());
+        let traits = r.body_str().contains("\"traits\":[5]");
+        (r.header("x-error").map(str::to_owned), traits)
+    };
+    assert_eq!(ask("a"), (None, false));
+    // A file with an error (and another host): rejected as a whole, the old taxonomy stays.
     std::fs::write(
         &tax,
-        r#"{"customers":[{"id":1,"hosts":["a"]}],"traits":[{"sid":5,"dpid":9,"rule":null}]}"#,
+        r#"{"customers":[{"id":1,"hosts":["b"],"cts":true}],"traits":[{"sid":5,"dpid":9,"rule":null}]}"#,
     )
     .unwrap();
     d.signal("HUP");
     d.wait_log("reload rejected", 1);
     assert!(d.log().iter().any(|l| l.contains("$.traits[0].dpid: unknown ID 9")), "{:?}", d.log());
-    assert_eq!(d.request(b"GET /event HTTP/1.1\r\nHost: a\r\n\r\n").status, 200);
-    std::fs::write(&tax, r#"{"customers":[{"id":1,"hosts":["a"]}],"data_sources":[{"dpid":9,"owner":1}],"traits":[{"sid":5,"dpid":9,"rule":null}]}"#).unwrap();
+    assert_eq!(ask("a"), (None, false), "host a still known, trait 5 still unknown");
+    assert_eq!(ask("b").0.as_deref(), Some("1"), "host b never became known");
+    // A good file: swapped in.
+    std::fs::write(&tax, r#"{"customers":[{"id":1,"hosts":["a"],"cts":true}],"data_sources":[{"dpid":9,"owner":1}],"traits":[{"sid":5,"dpid":9,"rule":null}]}"#).unwrap();
     d.signal("HUP");
     d.wait_log("reloaded taxonomy: 1 traits", 1);
+    assert_eq!(ask("a"), (None, true), "the new taxonomy is in effect");
 }
 
 fn dcsd(args: &[&str]) -> (i32, String, String) {

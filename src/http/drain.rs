@@ -108,48 +108,69 @@ impl Drop for Wait<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::rc::Rc;
-    use std::time::Duration;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
-    fn block_on(f: impl Future<Output = ()>) {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap().block_on(f);
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl std::task::Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    impl Counting {
+        fn woken(&self) -> usize {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    /// Polls `f` once, as a runtime would, with `waker`.
+    fn poll_with<F: Future>(f: Pin<&mut F>, waker: &Arc<Counting>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(&Waker::from(waker.clone())))
+    }
+
+    fn waiting(d: &Drain) -> usize {
+        d.waiters.borrow().iter().flatten().count()
     }
 
     #[test]
     fn abandoned_waits_give_their_slot_back() {
-        block_on(async {
-            let d = Drain::new();
-            for _ in 0..100 {
-                let _ = monoio::time::timeout(Duration::from_millis(0), d.wait()).await;
-            }
-            assert!(d.waiters.borrow().len() <= 1, "slots leak: {}", d.waiters.borrow().len());
-        });
+        let (d, waker) = (Drain::new(), Arc::new(Counting::default()));
+        for _ in 0..100 {
+            let mut wait = std::pin::pin!(d.wait());
+            assert!(poll_with(wait.as_mut(), &waker).is_pending());
+            assert_eq!(waiting(&d), 1, "a pending wait holds a slot");
+        }
+        assert_eq!(waiting(&d), 0, "every abandoned wait gave its slot back");
+        assert_eq!(d.waiters.borrow().len(), 1, "and the one slot was reused, not a new one pushed");
     }
 
     #[test]
     fn waiters_stay_pending_until_the_trigger_wakes_them() {
-        block_on(async {
-            let d = Rc::new(Drain::new());
-            let woken = Rc::new(std::cell::Cell::new(0));
-            let tasks: Vec<_> = (0..3)
-                .map(|_| {
-                    let (d, woken) = (d.clone(), woken.clone());
-                    monoio::spawn(async move {
-                        d.wait().await;
-                        woken.set(woken.get() + 1);
-                    })
-                })
-                .collect();
-            monoio::time::sleep(Duration::from_millis(5)).await;
-            assert_eq!(woken.get(), 0, "a wait completed before the trigger");
-            d.trigger();
-            for t in tasks {
-                // A waiter that is never woken fails here instead of hanging the test.
-                monoio::time::timeout(Duration::from_secs(1), t).await.expect("waiter woken by trigger");
-            }
-            assert_eq!(woken.get(), 3);
-            // A wait that starts after the trigger completes at once.
-            monoio::time::timeout(Duration::from_millis(50), d.wait()).await.expect("ready after trigger");
-        });
+        let d = Drain::new();
+        let wakers: Vec<Arc<Counting>> = (0..3).map(|_| Arc::default()).collect();
+        let mut waits: Vec<_> = (0..3).map(|_| Box::pin(d.wait())).collect();
+        for (w, k) in waits.iter_mut().zip(&wakers) {
+            assert!(poll_with(w.as_mut(), k).is_pending());
+        }
+        // Polled again: still pending, still one slot each; a new waker (the task moved)
+        // replaces the old one.
+        let moved = Arc::new(Counting::default());
+        assert!(poll_with(waits[0].as_mut(), &wakers[0]).is_pending());
+        assert!(poll_with(waits[2].as_mut(), &moved).is_pending());
+        assert_eq!(waiting(&d), 3);
+        assert!(wakers.iter().chain([&moved]).all(|k| k.woken() == 0), "woken before the trigger");
+
+        d.trigger();
+        let woken: Vec<usize> = wakers.iter().chain([&moved]).map(|k| k.woken()).collect();
+        assert_eq!(woken, [1, 1, 0, 1], "each waiting task woken once, through its latest waker");
+        for w in &mut waits {
+            assert!(poll_with(w.as_mut(), &moved).is_ready());
+        }
+        // A wait that starts after the trigger completes at once.
+        assert!(poll_with(std::pin::pin!(d.wait()), &moved).is_ready());
     }
 }

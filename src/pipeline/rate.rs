@@ -152,13 +152,32 @@ mod tests {
     #[test]
     fn memory_stays_bounded() {
         let (mut l, t) = (limiter(1, 1), Instant::now());
+        let mut most = 0;
         for i in 0..(3 * MAX_CLIENTS as u32) {
             let _ = l.admit(IpAddr::V4(i.into()), t);
+            most = most.max(l.len());
         }
-        assert!(l.len() <= MAX_CLIENTS);
-        // Idle clients (full buckets) are swept first.
-        let later = t + Duration::from_secs(5);
-        let _ = l.admit("1.2.3.4".parse().unwrap(), later);
-        assert!(l.len() <= MAX_CLIENTS);
+        assert_eq!(most, MAX_CLIENTS, "a flood of busy clients is forgotten at the bound");
+    }
+
+    #[test]
+    fn the_sweep_drops_idle_clients_and_keeps_busy_ones() {
+        let (mut l, t) = (limiter(1, 1), Instant::now());
+        let busy: Vec<IpAddr> = (0..10u32).map(|i| IpAddr::V4((0x0a00_0000 + i).into())).collect();
+        // Clients seen 5 s ago: their buckets have refilled since, so they are idle now.
+        for i in 0..(MAX_CLIENTS - busy.len()) as u32 {
+            assert!(l.admit(IpAddr::V4(i.into()), t).is_ok());
+        }
+        let now = t + Duration::from_secs(5);
+        for &ip in &busy {
+            assert!(l.admit(ip, now).is_ok());
+        }
+        assert_eq!(l.len(), MAX_CLIENTS);
+        // The next new client sweeps: the idle ones go, the busy ones keep their empty buckets.
+        assert!(l.admit("192.0.2.1".parse().unwrap(), now).is_ok());
+        assert_eq!(l.len(), busy.len() + 1, "the busy clients and the new one are left");
+        for &ip in &busy {
+            assert_eq!(l.admit(ip, now), Err(1), "{ip} lost its bucket in the sweep");
+        }
     }
 }

@@ -1,21 +1,72 @@
 //! Test harness: starts the real `dcsd` binary on 127.0.0.1 port 0 and speaks raw HTTP to it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Both IO drivers; tests that touch the IO path run on each.
+/// Both IO drivers; tests that touch the IO path run on each (see [`for_each_driver`]).
 pub const DRIVERS: [&str; 2] = ["uring", "legacy"];
+
+/// The one driver for tests that check request semantics only (what an answer says, not how
+/// its bytes move). The driver moves bytes and never looks at a request's meaning, and every
+/// shape of traffic those tests send (GET and form POST, one request per fresh connection) is
+/// exercised on both drivers in `tests/http.rs`.
+pub const SEMANTICS_DRIVER: &str = "uring";
+
+/// Runs `test` once per driver in [`DRIVERS`], the runs in parallel threads named after their
+/// driver (time-outs overlap instead of adding up), and fails naming every driver whose run
+/// failed (its panic message, printed by its thread, names the driver too).
+pub fn for_each_driver(test: impl Fn(&'static str) + Sync) {
+    let test = &test;
+    let failed: Vec<&str> = std::thread::scope(|s| {
+        let runs = DRIVERS.map(|driver| {
+            let run = std::thread::Builder::new().name(driver.to_string());
+            (driver, run.spawn_scoped(s, move || test(driver)).expect("spawn a test thread"))
+        });
+        runs.into_iter().filter_map(|(driver, run)| run.join().is_err().then_some(driver)).collect()
+    });
+    assert!(failed.is_empty(), "failed on driver(s) {failed:?}: see the panic above");
+}
+
+/// The profile table bound of [`Daemon::start`]'s daemons. The default (10M) sizes the
+/// table's bucket arrays at start-up, which costs a debug build 0.3–1.5 s per daemon on a busy
+/// 2-core machine (40 ms with this bound); no test stores more than a few hundred profiles (64 shards of 1,024 each).
+pub const TEST_MAX_PROFILES: usize = 65_536;
+
+/// `toml` with `max_profiles = TEST_MAX_PROFILES` in its `[store]` table, unless it sets one.
+fn with_small_table(toml: &str) -> String {
+    let line = format!("max_profiles = {TEST_MAX_PROFILES}\n");
+    if toml.contains("max_profiles") {
+        toml.to_string()
+    } else if toml.contains("[store]\n") {
+        toml.replacen("[store]\n", &format!("[store]\n{line}"), 1)
+    } else {
+        format!("{toml}\n[store]\n{line}")
+    }
+}
+
+/// What the ready line's `driver=` says for `--driver NAME`.
+fn driver_in_ready_line(name: &str) -> Option<&'static str> {
+    match name {
+        "uring" => Some("Uring"),
+        "legacy" => Some("Epoll"),
+        _ => None,
+    }
+}
 
 pub struct Daemon {
     child: Child,
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// The IO driver the daemon runs, from its ready line (`Uring` or `Epoll`).
+    pub driver: String,
     log: Arc<Mutex<Vec<String>>>,
+    /// The thread that copies stderr into `log`; it ends at EOF, once the process is gone.
+    log_reader: Option<std::thread::JoinHandle<()>>,
     _dir: Option<TempDir>,
 }
 
@@ -37,11 +88,12 @@ pub fn temp_dir() -> TempDir {
 }
 
 impl Daemon {
-    /// `dcsd --listen 127.0.0.1:0 --threads 1 --driver D` plus a config file with `toml`.
+    /// `dcsd --listen 127.0.0.1:0 --threads 1 --driver D` plus a config file with `toml`, and
+    /// `store.max_profiles` = [`TEST_MAX_PROFILES`] unless `toml` sets it.
     pub fn start(driver: &str, toml: &str) -> Daemon {
         let dir = temp_dir();
         let cfg = dir.0.join("dcsd.toml");
-        std::fs::write(&cfg, toml).unwrap();
+        std::fs::write(&cfg, with_small_table(toml)).unwrap();
         let args = [
             "--config",
             cfg.to_str().unwrap(),
@@ -58,15 +110,27 @@ impl Daemon {
     }
 
     /// Starts `dcsd` with exactly `args` and waits until it listens and `/healthz` answers.
+    /// With `--driver uring` or `--driver legacy`, the ready line must name that driver.
     pub fn spawn(args: &[&str]) -> Daemon {
         Daemon::spawn_env(args, &[])
     }
 
     /// [`Daemon::spawn`] with extra environment variables.
     pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dcsd"))
-            .args(args)
-            .envs(env.iter().copied())
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dcsd"));
+        cmd.args(args).envs(env.iter().copied());
+        let d = Daemon::spawn_command(cmd);
+        let asked = args.windows(2).find(|w| w[0] == "--driver").and_then(|w| driver_in_ready_line(w[1]));
+        if let Some(want) = asked {
+            assert_eq!(d.driver, want, "--driver was not honoured: {:?}", d.log());
+        }
+        d
+    }
+
+    /// Starts `cmd` (the `dcsd` binary with its arguments) with debug logging and waits until
+    /// it listens and `/healthz` answers.
+    pub fn spawn_command(mut cmd: Command) -> Daemon {
+        let mut child = cmd
             .env("DCSD_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -76,7 +140,7 @@ impl Daemon {
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         let log2 = log.clone();
-        std::thread::spawn(move || {
+        let log_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 // `ready: public=A,B admin=C|- workers=N driver=D`, once every listener accepts.
                 if let Some(rest) = line.split("ready: ").nth(1) {
@@ -98,7 +162,10 @@ impl Daemon {
         };
         let addr = field("public=").first().copied();
         let admin = field("admin=").first().copied();
-        let d = Daemon { child, addr: addr.expect("a public listener"), admin, log, _dir: None };
+        let driver =
+            ready.split_whitespace().find_map(|f| f.strip_prefix("driver=")).unwrap_or("?").to_string();
+        let addr = addr.expect("a public listener");
+        let d = Daemon { child, addr, admin, driver, log, log_reader: Some(log_reader), _dir: None };
         d.wait_healthy(admin.unwrap_or(d.addr));
         d
     }
@@ -124,11 +191,14 @@ impl Daemon {
         assert!(ok.success());
     }
 
-    /// Waits for the process to exit.
+    /// Waits for the process to exit, and for the last of its log to be read.
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
+                if let Some(reader) = self.log_reader.take() {
+                    reader.join().unwrap();
+                }
                 return s;
             }
             assert!(Instant::now() < deadline, "dcsd did not exit: {:?}", self.log());
@@ -225,18 +295,26 @@ impl Reader {
         Reader { stream, buf: Vec::new() }
     }
 
+    /// Reads more bytes: false when the server closed the connection (EOF or reset). A read
+    /// that times out (10 s, [`connect`]) panics: a server that neither answers nor closes must
+    /// not pass for one that closed.
     fn fill(&mut self) -> bool {
         let mut tmp = [0u8; 8192];
         match self.stream.read(&mut tmp) {
-            Ok(0) | Err(_) => false,
+            Ok(0) => false,
             Ok(n) => {
                 self.buf.extend_from_slice(&tmp[..n]);
                 true
             }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("the server neither answered nor closed the connection within its read time-out")
+            }
+            Err(_) => false,
         }
     }
 
-    /// The next response, or `None` if the connection closed first.
+    /// The next response, or `None` if the connection closed first (panics if neither
+    /// happens within the read time-out).
     pub fn response(&mut self, head_only: bool) -> Option<Response> {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -271,7 +349,8 @@ impl Reader {
         }
     }
 
-    /// True when the server closed the connection (EOF or reset) with nothing more to read.
+    /// True when the server closed the connection (EOF or reset) with nothing more to read;
+    /// false if bytes arrive; panics if neither happens within the read time-out.
     pub fn closed(&mut self) -> bool {
         self.buf.is_empty() && !self.fill()
     }
