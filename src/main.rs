@@ -58,6 +58,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_OSERR);
         }
     };
+    // Held for the life of the process: dropping it stops the demo partner.
+    let _demo_partner = start_demo_partner(&cli, &config);
     let drain_ms = config.server.drain_ms;
     let rt = RuntimeConfig::from_config(&config, worker_count(config.server.threads));
     // The snapshot is restored here, before any socket is bound.
@@ -110,6 +112,39 @@ fn load(cli: &Cli) -> Result<(Config, Catalog), ConfigError> {
     let config = Config::load(cli)?;
     let catalog = catalog::load(&config.taxonomy_source, config.taxonomy_limits())?;
     Ok((config, catalog))
+}
+
+/// Where the built-in demo taxonomy's real-time partners live (its `realtime` URLs).
+const DEMO_PARTNER: &str = "127.0.0.1:9000";
+
+/// Without `--config` and with the built-in demo taxonomy, serves the demo's partners
+/// in-process (a `dcsd-partner-sim` on its own thread), so that the README's requests show
+/// partner segments arriving: partner-x answers `auto-intender` for every user at once,
+/// partner-y `frequent-flyer` after 150 ms (its URL asks for it), past the 80 ms budget. A
+/// taken port is logged and the daemon runs on; the calls then go to whatever listens there.
+fn start_demo_partner(cli: &Cli, config: &Config) -> Option<dcsd::sim::SimHandle> {
+    use dcsd::config::TaxonomySource;
+    if cli.config.is_some() || config.taxonomy_source != TaxonomySource::BuiltIn {
+        return None;
+    }
+    let opts = dcsd::sim::SimOptions {
+        listen: DEMO_PARTNER.parse().ok()?,
+        driver: dcsd::sim::Driver::Auto,
+        segments: vec!["auto-intender".into()],
+        per_user: 1,
+        keep: 0,
+        ..Default::default()
+    };
+    match dcsd::sim::spawn(opts) {
+        Ok(sim) => {
+            log!(Info, "demo partner (dcsd-partner-sim) listening on {} for the built-in taxonomy", sim.local_addr());
+            Some(sim)
+        }
+        Err(e) => {
+            log!(Info, "demo partner not started on {DEMO_PARTNER} ({e}); the demo's partner calls go to whatever listens there");
+            None
+        }
+    }
 }
 
 /// One line per listener, then one `ready` line naming every listener (what tests and

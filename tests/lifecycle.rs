@@ -259,7 +259,7 @@ fn check_prints_the_summary_of_the_defaults() {
     assert_eq!(code, 0);
     assert_eq!(
         out.trim(),
-        "ok: 3 hosts, 2 data sources, 4 traits, 2 segments, 2 destinations; listen 127.0.0.1:8080"
+        "ok: 3 hosts, 3 data sources, 5 traits, 3 segments, 2 destinations; listen 127.0.0.1:8080"
     );
     let (code, out, _) = dcsd(&["--check", "--listen", "127.0.0.1:9999", "--listen", "[::1]:9998"]);
     assert_eq!(code, 0);

@@ -343,6 +343,6 @@ mod tests {
         assert_eq!(c.taxonomy_source, TaxonomySource::BuiltIn);
         let (_, demo) = read_taxonomy(&c.taxonomy_source, c.taxonomy_limits()).unwrap();
         let counts = Taxonomy::parse(&demo).unwrap().counts();
-        assert!(c.summary(counts).starts_with("ok: 3 hosts, 2 data sources, 4 traits"));
+        assert!(c.summary(counts).starts_with("ok: 3 hosts, 3 data sources, 5 traits"));
     }
 }

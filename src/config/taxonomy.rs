@@ -536,7 +536,7 @@ mod tests {
     fn demo_taxonomy_is_valid() {
         let t = Taxonomy::parse(DEMO_JSON.as_bytes()).expect("demo taxonomy");
         let c = t.counts();
-        assert_eq!((c.data_sources, c.traits, c.segments, c.destinations), (2, 4, 2, 2));
+        assert_eq!((c.data_sources, c.traits, c.segments, c.destinations), (3, 5, 3, 2));
     }
 
     #[test]
