@@ -202,7 +202,7 @@ fn one_million() {
     );
     let path = std::env::temp_dir().join(format!("dcsd-bench-{}.snap", std::process::id()));
     let start = Instant::now();
-    let stats = snapshot::write(&table, &path).unwrap();
+    let stats = snapshot::write(&table, &path, 0.0).unwrap();
     println!("1m: snapshot {} bytes in {:.3} s", stats.bytes, start.elapsed().as_secs_f64());
     drop(table);
     let start = Instant::now();

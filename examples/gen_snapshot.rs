@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
         table.map_declared(20_914, &dpuuid, uuid);
     }
-    let stats = snapshot::write(&table, std::path::Path::new(&path))?;
+    let stats = snapshot::write(&table, std::path::Path::new(&path), 0.0)?;
     eprintln!(
         "{} profiles ({} asked; per-shard bounds evict a few) in {:.2} s; snapshot {path}: {} bytes",
         table.len(),

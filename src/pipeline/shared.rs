@@ -5,9 +5,10 @@
 //! Building it restores the profile table from its snapshot ([`Shared::new`]), before any
 //! listener opens.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
@@ -31,16 +32,23 @@ pub struct Shared {
     pub metrics: Arc<Registry>,
     /// Every profile and ID mapping (the only shared mutable state on the request path).
     pub table: Arc<ProfileTable>,
+    /// Whether the snapshot may be written this run: not when a refused snapshot could not
+    /// be moved aside, so that no write replaces it.
+    snapshot_writable: bool,
 }
 
 // === impl Shared ===
 
 impl Shared {
     /// State for `threads` workers; the profile table is restored from `store.snapshot_path`
-    /// when one is configured (a missing file starts empty; a refused one is logged).
+    /// when one is configured (a missing file starts empty; a refused one is logged and moved
+    /// aside; stale temp files are removed).
     pub fn new(config: Config, catalog: Catalog, threads: usize) -> Shared {
-        let table = Arc::new(restore_table(&config, &catalog));
-        Shared::with_table(config, catalog, threads, table)
+        let (table, writable) = restore_table(&config, &catalog);
+        Shared {
+            snapshot_writable: writable,
+            ..Shared::with_table(config, catalog, threads, Arc::new(table))
+        }
     }
 
     /// State for `threads` workers around an existing table.
@@ -51,6 +59,7 @@ impl Shared {
             catalog_generation: CachePadded::new(AtomicU64::new(0)),
             config: Arc::new(config),
             metrics: Arc::new(Registry::new(threads)),
+            snapshot_writable: true,
         }
     }
 
@@ -61,18 +70,19 @@ impl Shared {
     }
 
     /// Starts the thread that writes the table every `store.snapshot_interval_s`, when
-    /// `store.snapshot_path` is set.
+    /// `store.snapshot_path` is set and a refused snapshot is not still in the way (then
+    /// `None`: no periodic and no final snapshot this run; start-up logged why).
     ///
     /// # Errors
     /// The thread cannot be started.
     pub fn start_snapshotter(&self) -> std::io::Result<Option<Snapshotter>> {
         let store = &self.config.store;
-        if store.snapshot_path.is_empty() {
+        if store.snapshot_path.is_empty() || !self.snapshot_writable {
             return Ok(None);
         }
         let interval = Duration::from_secs(u64::from(store.snapshot_interval_s.max(1)));
-        snapshot::spawn_snapshotter(self.table.clone(), store.snapshot_path.clone().into(), interval)
-            .map(Some)
+        let path = store.snapshot_path.clone().into();
+        snapshot::spawn_snapshotter(self.table.clone(), path, interval, store.snapshot_shrink_ratio).map(Some)
     }
 }
 
@@ -91,32 +101,86 @@ fn table_config(config: &Config, catalog: &Catalog) -> TableConfig {
     }
 }
 
-/// The table from `store.snapshot_path`, or an empty one. A missing file starts empty; a torn
-/// or corrupt one is refused with one log line and the daemon starts empty — never half-loaded.
-fn restore_table(config: &Config, catalog: &Catalog) -> ProfileTable {
+/// The table from `store.snapshot_path`, or an empty one, and whether snapshots may be
+/// written this run. Stale temp files are removed first. A missing file starts empty; a torn
+/// or corrupt one is refused — never half-loaded — and moved aside so the next write cannot
+/// replace it (docs/configuration.md §3.8); if it cannot be moved, writes are off instead.
+fn restore_table(config: &Config, catalog: &Catalog) -> (ProfileTable, bool) {
     let limits = table_config(config, catalog);
-    let path = std::path::Path::new(&config.store.snapshot_path);
     if config.store.snapshot_path.is_empty() {
-        return ProfileTable::new(limits);
+        return (ProfileTable::new(limits), true);
     }
-    if !path.exists() {
-        crate::log!(Info, "no snapshot at {}; starting with an empty profile table", path.display());
-        return ProfileTable::new(limits);
+    let path = Path::new(&config.store.snapshot_path);
+    remove_stale_temps(path);
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::log!(Info, "no snapshot at {}; starting with an empty profile table", path.display());
+            return (ProfileTable::new(limits), true);
+        }
+        _ => {}
     }
     let t0 = Instant::now();
     match snapshot::restore(path, limits.clone()) {
         Ok((table, st)) => {
             let ms = t0.elapsed().as_millis();
             crate::log!(Info, "restored {} profiles from {} in {ms} ms", st.profiles, path.display());
-            table
+            (table, true)
+        }
+        Err(e) => (ProfileTable::new(limits), set_aside(path, &e)),
+    }
+}
+
+/// Deletes the temp files a crashed snapshot writer left beside `path`, one line each.
+fn remove_stale_temps(path: &Path) {
+    let found = match snapshot::remove_stale_temps(path) {
+        Ok(found) => found,
+        Err(e) => {
+            crate::log!(Warn, "cannot look for stale snapshot temp files beside {}: {e}", path.display());
+            return;
+        }
+    };
+    for t in found {
+        let (at, bytes) = (t.path.display(), t.bytes);
+        match t.removed {
+            Ok(()) => {
+                crate::log!(Warn, "removed {at} ({bytes} bytes), left by an interrupted snapshot write")
+            }
+            Err(e) => crate::log!(
+                Error,
+                "cannot remove {at} ({bytes} bytes), left by an interrupted snapshot write: {e}"
+            ),
+        }
+    }
+}
+
+/// Moves a refused snapshot out of the way of the next write, logging why it was refused.
+/// Returns whether snapshots may be written: not if it is still at `path`, which the next
+/// write would replace.
+fn set_aside(path: &Path, why: &snapshot::SnapshotError) -> bool {
+    let shown = path.display();
+    let bytes = std::fs::symlink_metadata(path).map_or(0, |m| m.len());
+    match snapshot::move_aside(path, SystemTime::now()) {
+        Ok(aside) => {
+            crate::log!(
+                Error,
+                "snapshot {shown} refused ({why}); moved aside to {} ({bytes} bytes); starting with \
+                 an empty profile table",
+                aside.display()
+            );
+            true
         }
         Err(e) => {
             crate::log!(
                 Error,
-                "snapshot {} refused ({e}); starting with an empty profile table",
-                path.display()
+                "snapshot {shown} refused ({why}) and not moved aside ({bytes} bytes; {e}); starting \
+                 with an empty profile table"
             );
-            ProfileTable::new(limits)
+            crate::log!(
+                Error,
+                "snapshots are disabled for this run (periodic and at shutdown) so that {shown} is not \
+                 overwritten; move it away and restart to have snapshots again"
+            );
+            false
         }
     }
 }

@@ -9,18 +9,35 @@
 //! ```
 //! Integers little-endian. [`write()`] streams to `<path>.tmp`, fsyncs it, renames it over
 //! `path` and fsyncs the directory, so `path` always holds a complete snapshot or the previous
-//! one. It walks the shards under short epoch guards and never blocks writers; each bucket is
-//! copied as of one instant, the file as a whole is not a single instant (an update racing the
-//! walk is in the file or not). [`restore`] builds a new table, validates every record (the
-//! profile codec checks every invariant) and returns it only if the trailer's count and CRC
-//! match and nothing follows: a truncated or corrupt file yields one [`SnapshotError`] and
-//! no table, never half of one. CRC-32 via `crc32fast` (SIMD, ~10 GB/s): a 100 MB snapshot
-//! costs ~10 ms of checksum.
+//! one; a failed write deletes its temp file. It walks the shards under short epoch guards and
+//! never blocks writers; each bucket is copied as of one instant, the file as a whole is not a
+//! single instant (an update racing the walk is in the file or not). [`restore`] builds a new
+//! table, validates every record (the profile codec checks every invariant) and returns it
+//! only if the trailer's count and CRC match and nothing follows: a truncated or corrupt file
+//! yields one [`SnapshotError`] and no table, never half of one. CRC-32 via `crc32fast` (SIMD,
+//! ~10 GB/s): a 100 MB snapshot costs ~10 ms of checksum.
 //!
-//! Runs on its own thread: blocking file IO is fine here and nowhere near a worker.
+//! The last good snapshot is never lost to an empty or shrunken table (docs/configuration.md
+//! §3.8):
+//! * a file restore refused is renamed to `<path>.refused-<UTC time>` by start-up
+//!   ([`move_aside`]) before anything is written, and left for the operator; start-up also
+//!   deletes the `<path>.tmp*` files a crashed writer left ([`remove_stale_temps`]);
+//! * the shrink guard in [`write()`]: a snapshot holding fewer than `store.snapshot_shrink_ratio`
+//!   × the profiles of the file it replaces first keeps that file as `<path>.previous`, warns
+//!   and counts in [`SnapshotReport::shrink_guards`]. The count compared with is the table's
+//!   memory of its file (set by [`restore`], then by each successful write): no extra read.
+//!
+//! Reading lives in `read`, the side files and their renames in `files`. Not done here:
+//! deciding what start-up does with a refused file, or whether to write at all this run
+//! (`pipeline::shared`); keeping more than one `.previous`.
+//!
+//! Blocking file IO, so it runs on its own thread, on the main thread at start-up before any
+//! worker exists and at shutdown after the drain, never on a worker. State: the table's
+//! `SnapshotStatus`, shared atomics written by one writer at a time (the final write joins
+//! the thread first).
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
@@ -28,7 +45,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::entry::put_varint;
-use super::{codec, Kind, ProfileTable, TableConfig};
+use super::{Kind, ProfileTable};
+
+pub(super) mod files;
+mod read;
+
+pub use files::{move_aside, previous_path, remove_stale_temps, StaleTemp};
+pub use read::restore;
 
 const MAGIC: &[u8; 8] = b"DCSDSNAP";
 /// 2: declared-ID mappings carry their time; the ID denylist. Version 1 files are refused.
@@ -53,6 +76,11 @@ pub(crate) struct SnapshotStatus {
     last_bytes: AtomicU64,
     /// Writes that failed.
     failures: AtomicU64,
+    /// Writes the shrink guard kept the previous file for.
+    shrink_guards: AtomicU64,
+    /// Profiles in the file at the snapshot path, as this table last restored or wrote it
+    /// (0: none): what the shrink guard compares with, so it never has to read the file.
+    file_profiles: AtomicU64,
 }
 
 /// A copy of a table's `SnapshotStatus`.
@@ -66,6 +94,9 @@ pub struct SnapshotReport {
     pub last_bytes: u64,
     /// Writes that failed since start.
     pub failures: u64,
+    /// Writes since start whose snapshot held fewer than `shrink_ratio` × the previous file's
+    /// profiles, so that file was kept as `<path>.previous` first.
+    pub shrink_guards: u64,
 }
 
 /// What a snapshot holds.
@@ -104,10 +135,16 @@ pub enum SnapshotError {
 /// The background snapshot thread; see [`spawn_snapshotter`].
 #[derive(Debug)]
 pub struct Snapshotter {
+    /// Dropping or sending on it ends the thread's wait.
     stop: mpsc::Sender<()>,
+    /// The thread, joined before the final write so two writes never race on `<path>.tmp`.
     thread: JoinHandle<()>,
+    /// What is written.
     table: Arc<ProfileTable>,
+    /// Where.
     path: PathBuf,
+    /// `store.snapshot_shrink_ratio`, for the final write as for the periodic ones.
+    shrink_ratio: f64,
 }
 
 // === impl SnapshotError ===
@@ -134,6 +171,7 @@ impl SnapshotStatus {
             last_duration: Duration::from_micros(self.last_us.load(Relaxed)),
             last_bytes: self.last_bytes.load(Relaxed),
             failures: self.failures.load(Relaxed),
+            shrink_guards: self.shrink_guards.load(Relaxed),
         }
     }
 
@@ -145,6 +183,7 @@ impl SnapshotStatus {
                 self.last_us.store(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
                 self.last_bytes.store(stats.bytes, Relaxed);
                 self.last_ok_s.store(now.max(1), Relaxed);
+                self.file_profiles.store(stats.profiles, Relaxed);
             }
             Err(_) => {
                 self.failures.fetch_add(1, Relaxed);
@@ -166,19 +205,21 @@ impl From<io::Error> for SnapshotError {
 // === impl Snapshotter ===
 
 impl Snapshotter {
-    /// Stops the thread (waiting out a snapshot in progress) and writes a final snapshot.
+    /// Stops the thread (waiting out a snapshot in progress) and writes a final snapshot,
+    /// through the same shrink guard as the periodic ones.
     ///
     /// # Errors
     /// Whatever [`write()`] returns.
     pub fn stop_and_write_final(self) -> Result<SnapshotStats, SnapshotError> {
         let _ = self.stop.send(());
         let _ = self.thread.join();
-        write(&self.table, &self.path)
+        write(&self.table, &self.path, self.shrink_ratio)
     }
 }
 
-/// Starts a thread named `snapshot` that writes `table` to `path` every `interval`, logging
-/// failures (the next interval tries again).
+/// Starts a thread named `snapshot` that writes `table` to `path` every `interval` with
+/// [`write()`] (`shrink_ratio` as there), logging each write at debug level and failures as
+/// warnings (the next interval tries again).
 ///
 /// # Errors
 /// If the thread cannot be spawned.
@@ -186,35 +227,70 @@ pub fn spawn_snapshotter(
     table: Arc<ProfileTable>,
     path: PathBuf,
     interval: Duration,
+    shrink_ratio: f64,
 ) -> io::Result<Snapshotter> {
     let (stop, rx) = mpsc::channel::<()>();
     let (t, p) = (Arc::clone(&table), path.clone());
     let thread = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
         while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
-            if let Err(e) = write(&t, &p) {
-                crate::log!(Warn, "{}: {e}", p.display());
+            match write(&t, &p, shrink_ratio) {
+                // What tests (and an operator at debug level) wait for; once per interval.
+                Ok(st) => crate::log!(
+                    Debug,
+                    "periodic snapshot written to {}: {} profiles, {} bytes",
+                    p.display(),
+                    st.profiles,
+                    st.bytes
+                ),
+                Err(e) => crate::log!(Warn, "{}: {e}", p.display()),
             }
         }
     })?;
-    Ok(Snapshotter { stop, thread, table, path })
+    Ok(Snapshotter { stop, thread, table, path, shrink_ratio })
 }
 
 /// Writes `table` to `path` atomically (temp file, fsync, rename, fsync of the directory), and
 /// records the outcome in the table's [`SnapshotReport`].
 ///
+/// The shrink guard: if the new snapshot holds fewer than `shrink_ratio` × the profiles of
+/// the file it replaces (as this table last restored or wrote it; `shrink_ratio` 0 never),
+/// that file is first kept as `<path>.previous` (replacing an older one) and a warning
+/// logged, so a table emptied by accident — a refused restore, a much smaller
+/// `store.max_profiles` — cannot silently destroy the last good snapshot.
+///
 /// # Errors
-/// [`SnapshotError::Io`] if any step fails; `path` then still holds the previous snapshot.
-pub fn write(table: &ProfileTable, path: &Path) -> Result<SnapshotStats, SnapshotError> {
+/// [`SnapshotError::Io`] if any step fails, keeping the previous file for the guard
+/// included; `path` then still holds the previous snapshot, and the temp file is removed.
+pub fn write(table: &ProfileTable, path: &Path, shrink_ratio: f64) -> Result<SnapshotStats, SnapshotError> {
     let start = Instant::now();
-    let outcome = write_file(table, path);
+    let tmp = files::tmp_path(path);
+    let outcome = write_file(table, path, &tmp, shrink_ratio);
+    if outcome.is_err() {
+        // A torn temp file is useless and as large as the table (disk full is a likely cause
+        // of the failure). Already gone if the failure came after the rename.
+        let _ = fs::remove_file(&tmp);
+    }
     table.snapshots.record(&outcome, start.elapsed());
     outcome
 }
 
 /// [`write()`] without the bookkeeping.
-fn write_file(table: &ProfileTable, path: &Path) -> Result<SnapshotStats, SnapshotError> {
-    let tmp = tmp_path(path);
-    let file = File::create(&tmp)?;
+fn write_file(
+    table: &ProfileTable,
+    path: &Path,
+    tmp: &Path,
+    ratio: f64,
+) -> Result<SnapshotStats, SnapshotError> {
+    let stats = write_tmp(table, tmp)?;
+    guard_shrink(table, path, &stats, ratio)?;
+    fs::rename(tmp, path)?;
+    files::sync_dir(path)?;
+    Ok(stats)
+}
+
+/// Streams `table` to `tmp` and fsyncs it.
+fn write_tmp(table: &ProfileTable, tmp: &Path) -> Result<SnapshotStats, SnapshotError> {
+    let file = File::create(tmp)?;
     let mut out = BufWriter::with_capacity(IO_BUFFER_BYTES, Crc::new(file));
     out.write_all(MAGIC)?;
     out.write_all(&VERSION.to_le_bytes())?;
@@ -242,78 +318,39 @@ fn write_file(table: &ProfileTable, path: &Path) -> Result<SnapshotStats, Snapsh
     crc.inner.write_all(&sum.to_le_bytes())?;
     stats.bytes = crc.bytes + 4;
     crc.inner.sync_all()?;
-    fs::rename(&tmp, path)?;
-    sync_dir(path)?;
     Ok(stats)
 }
 
-/// Reads a snapshot into a new table built with `config`.
-///
-/// # Errors
-/// [`SnapshotError::Truncated`] or [`SnapshotError::Corrupt`] for a bad file (nothing is
-/// loaded), [`SnapshotError::Io`] if it cannot be read.
-pub fn restore(path: &Path, config: TableConfig) -> Result<(ProfileTable, SnapshotStats), SnapshotError> {
-    let file = File::open(path)?;
-    let mut input = Crc::new(BufReader::with_capacity(IO_BUFFER_BYTES, file));
-    let mut head = [0u8; 16];
-    input.read_exact(&mut head)?;
-    if &head[..8] != MAGIC {
-        return Err(SnapshotError::Corrupt("not a dcsd snapshot (bad magic)"));
+/// The shrink guard of [`write()`], between the complete temp file and its rename: the new
+/// count is exact only once the walk is done, and the old file must still be at `path`.
+fn guard_shrink(table: &ProfileTable, path: &Path, stats: &SnapshotStats, ratio: f64) -> io::Result<()> {
+    let previous = table.snapshots.file_profiles.load(Relaxed);
+    if !files::shrank(previous, stats.profiles, ratio) {
+        return Ok(());
     }
-    if head[8..12] != VERSION.to_le_bytes() {
-        return Err(SnapshotError::Corrupt("unknown version"));
+    let (shown, new) = (path.display(), stats.profiles);
+    match files::keep_previous(path) {
+        Ok(kept) => {
+            table.snapshots.shrink_guards.fetch_add(1, Relaxed);
+            crate::log!(
+                Warn,
+                "snapshot {shown}: the new snapshot holds {new} profiles, fewer than \
+                 store.snapshot_shrink_ratio {ratio} × the {previous} of the file it replaces; \
+                 that file is kept as {}",
+                kept.display()
+            );
+            Ok(())
+        }
+        // Removed by hand since: nothing left to keep, and refusing would stop snapshots for good.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            crate::log!(
+                Warn,
+                "snapshot {shown} (of {previous} profiles) is gone; writing {new} in its place"
+            );
+            Ok(())
+        }
+        Err(e) => Err(io::Error::new(e.kind(), format!("cannot keep {shown} as .previous: {e}"))),
     }
-    let table = ProfileTable::new(config);
-    let mut stats = SnapshotStats::default();
-    let (mut key, mut val) = (Vec::new(), Vec::new());
-    loop {
-        let kind = match read_u8(&mut input)? {
-            TRAILER => break,
-            tag => kind_of(tag).ok_or(SnapshotError::Corrupt("unknown record kind"))?,
-        };
-        read_field(&mut input, &mut key, MAX_KEY_BYTES)?;
-        read_field(&mut input, &mut val, MAX_VALUE_BYTES)?;
-        validate(kind, &key, &val)?;
-        table.insert_raw(kind, &key, &val);
-        *count_of(&mut stats, kind) += 1;
-    }
-    check_trailer(&mut input, &stats)?;
-    stats.bytes = input.bytes;
-    Ok((table, stats))
-}
-
-/// Checks the record count, the CRC, and that nothing follows.
-fn check_trailer<R: Read>(input: &mut Crc<R>, stats: &SnapshotStats) -> Result<(), SnapshotError> {
-    let mut count = [0u8; 8];
-    input.read_exact(&mut count)?;
-    let sum = input.hasher.clone().finalize();
-    let mut stored = [0u8; 4];
-    input.read_exact(&mut stored)?;
-    if u64::from_le_bytes(count) != stats.records() {
-        return Err(SnapshotError::Corrupt("record count does not match the trailer"));
-    }
-    if u32::from_le_bytes(stored) != sum {
-        return Err(SnapshotError::Corrupt("checksum mismatch"));
-    }
-    if input.read(&mut [0u8; 1])? != 0 {
-        return Err(SnapshotError::Corrupt("bytes after the trailer"));
-    }
-    Ok(())
-}
-
-/// Refuses a record the table could not have written.
-fn validate(kind: Kind, key: &[u8], val: &[u8]) -> Result<(), SnapshotError> {
-    let ok = match kind {
-        Kind::Profile => key.len() == 16 && codec::decode(val).is_some(),
-        Kind::Declared => key.len() >= 4 && val.len() == 24 && std::str::from_utf8(&key[4..]).is_ok(),
-        Kind::Ecid => key.len() == 16 && val.len() == 16,
-        Kind::Denied => super::is_deny_key(key) && super::decode_denylist(val).is_some(),
-    };
-    ok.then_some(()).ok_or(SnapshotError::Corrupt("invalid record"))
-}
-
-fn kind_of(tag: u8) -> Option<Kind> {
-    KINDS.into_iter().find(|k| *k as u8 == tag)
 }
 
 fn count_of(stats: &mut SnapshotStats, kind: Kind) -> &mut u64 {
@@ -322,43 +359,6 @@ fn count_of(stats: &mut SnapshotStats, kind: Kind) -> &mut u64 {
         Kind::Declared => &mut stats.declared,
         Kind::Ecid => &mut stats.ecids,
         Kind::Denied => &mut stats.denied,
-    }
-}
-
-fn read_u8(r: &mut impl Read) -> io::Result<u8> {
-    let mut b = [0u8; 1];
-    r.read_exact(&mut b)?;
-    Ok(b[0])
-}
-
-/// Reads `varint len · bytes` into `buf`, refusing lengths over `max`.
-fn read_field(r: &mut impl Read, buf: &mut Vec<u8>, max: usize) -> Result<(), SnapshotError> {
-    let mut len = 0usize;
-    for shift in (0..35).step_by(7) {
-        let b = read_u8(r)?;
-        len |= usize::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            if len > max {
-                return Err(SnapshotError::Corrupt("record longer than allowed"));
-            }
-            buf.resize(len, 0);
-            return Ok(r.read_exact(buf)?);
-        }
-    }
-    Err(SnapshotError::Corrupt("bad record length"))
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
-    PathBuf::from(s)
-}
-
-/// Makes the rename durable.
-fn sync_dir(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
-        _ => File::open(".")?.sync_all(),
     }
 }
 

@@ -70,6 +70,14 @@ fn table_metrics(table: &ProfileTable, out: &mut String) {
         "Snapshot writes that failed (the previous file stays).",
         &[("", &snap.failures)],
     );
+    family(
+        out,
+        "dcsd_snapshot_shrink_guard_total",
+        "counter",
+        "Snapshots that held fewer than store.snapshot_shrink_ratio of the previous file's profiles; \
+         that file was kept as <path>.previous first.",
+        &[("", &snap.shrink_guards)],
+    );
 }
 
 /// Prometheus text exposition of every core's metrics, summed now.

@@ -7,6 +7,7 @@ use super::shard::{Change, Outcome, Shard, MAX_BUCKET_RECORDS};
 use super::*;
 
 mod props;
+mod snapshot_files;
 mod snapshots;
 
 const NOW: u64 = 20_500 * DAY_S + 3600;

@@ -1,6 +1,6 @@
 //! Snapshot round trips and refusals.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -40,13 +40,13 @@ fn filled(profiles: u128) -> ProfileTable {
 fn a_snapshot_restores_every_profile_and_mapping() {
     let (t, path) = (filled(300), temp_path("round-trip"));
     assert_eq!(t.snapshot_report(), snapshot::SnapshotReport::default(), "nothing written yet");
-    let written = snapshot::write(&t, &path).unwrap();
+    let written = snapshot::write(&t, &path, 0.0).unwrap();
     assert_eq!((written.profiles, written.declared, written.ecids, written.denied), (300, 300, 1, 2));
     let report = t.snapshot_report();
     assert!(report.last_ok_s > 0 && report.last_duration > Duration::ZERO, "{report:?}");
     assert_eq!((report.last_bytes, report.failures), (written.bytes, 0));
     let unwritable = temp_path("no-such-dir").join("snap");
-    assert!(snapshot::write(&t, &unwritable).is_err());
+    assert!(snapshot::write(&t, &unwritable, 0.0).is_err());
     assert_eq!(
         t.snapshot_report(),
         snapshot::SnapshotReport { failures: 1, ..report },
@@ -70,7 +70,7 @@ fn a_snapshot_restores_every_profile_and_mapping() {
 fn an_empty_table_round_trips() {
     let path = temp_path("empty");
     let t = ProfileTable::new(config());
-    assert_eq!(snapshot::write(&t, &path).unwrap().bytes, 16 + 1 + 8 + 4);
+    assert_eq!(snapshot::write(&t, &path, 0.0).unwrap().bytes, 16 + 1 + 8 + 4);
     assert!(snapshot::restore(&path, config()).unwrap().0.is_empty());
     std::fs::remove_file(path).unwrap();
 }
@@ -78,7 +78,7 @@ fn an_empty_table_round_trips() {
 #[test]
 fn every_truncation_is_refused() {
     let (t, path) = (filled(5), temp_path("truncated"));
-    snapshot::write(&t, &path).unwrap();
+    snapshot::write(&t, &path, 0.0).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     for cut in 0..bytes.len() {
         std::fs::write(&path, &bytes[..cut]).unwrap();
@@ -96,7 +96,7 @@ fn every_truncation_is_refused() {
 #[test]
 fn every_flipped_byte_is_refused() {
     let (t, path) = (filled(3), temp_path("corrupt"));
-    snapshot::write(&t, &path).unwrap();
+    snapshot::write(&t, &path, 0.0).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     for i in 0..bytes.len() {
         let mut bad = bytes.clone();
@@ -118,8 +118,9 @@ fn a_missing_file_is_an_io_error() {
 #[test]
 fn the_snapshotter_writes_periodically_and_at_stop() {
     let (t, path) = (std::sync::Arc::new(filled(10)), temp_path("thread"));
-    let s = snapshot::spawn_snapshotter(std::sync::Arc::clone(&t), path.clone(), Duration::from_millis(5))
-        .unwrap();
+    let s =
+        snapshot::spawn_snapshotter(std::sync::Arc::clone(&t), path.clone(), Duration::from_millis(5), 0.5)
+            .unwrap();
     t.update(Uuid(500), NOW, |p| p.realize(1, NOW));
     let stats = s.stop_and_write_final().unwrap();
     assert_eq!(stats.profiles, 11);
@@ -127,4 +128,101 @@ fn the_snapshotter_writes_periodically_and_at_stop() {
     assert!(r.contains(Uuid(500)));
     assert!(!PathBuf::from(format!("{}.tmp", path.display())).exists());
     std::fs::remove_file(path).unwrap();
+}
+
+/// `filled(n)` written to a fresh path, then restored: a table that knows its file holds `n`.
+fn restored(n: u128, name: &str) -> (ProfileTable, PathBuf, Vec<u8>) {
+    let path = temp_path(name);
+    snapshot::write(&filled(n), &path, 0.5).unwrap();
+    let (t, read) = snapshot::restore(&path, config()).unwrap();
+    assert_eq!(read.profiles, n as u64);
+    (t, path.clone(), std::fs::read(&path).unwrap())
+}
+
+fn cleanup(path: &Path) {
+    for p in [path.to_path_buf(), snapshot::previous_path(path)] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+#[test]
+fn a_much_smaller_snapshot_keeps_the_file_it_replaces() {
+    let (t, path, big) = restored(300, "shrink");
+    let previous = snapshot::previous_path(&path);
+    std::fs::write(&previous, b"older").unwrap();
+    for i in 0..160u128 {
+        assert!(t.remove(Uuid(i)));
+    }
+    // 140 < 0.5 × 300: the 300-profile file is kept, replacing the older `.previous`.
+    assert_eq!(snapshot::write(&t, &path, 0.5).unwrap().profiles, 140);
+    assert_eq!(std::fs::read(&previous).unwrap(), big, "kept byte for byte");
+    assert_eq!(snapshot::restore(&path, config()).unwrap().1.profiles, 140);
+    assert_eq!(t.snapshot_report().shrink_guards, 1);
+    // The count to beat is now the file just written (140), not the restored one.
+    for i in 160..200u128 {
+        t.remove(Uuid(i));
+    }
+    snapshot::write(&t, &path, 0.5).unwrap();
+    assert_eq!(t.snapshot_report().shrink_guards, 1, "100 is not below 0.5 × 140");
+    assert_eq!(std::fs::read(&previous).unwrap(), big);
+    // Ratio 0: never.
+    for i in 200..300u128 {
+        t.remove(Uuid(i));
+    }
+    assert_eq!(snapshot::write(&t, &path, 0.0).unwrap().profiles, 0);
+    assert_eq!((t.snapshot_report().shrink_guards, t.snapshot_report().failures), (1, 0));
+    assert_eq!(std::fs::read(&previous).unwrap(), big);
+    cleanup(&path);
+}
+
+#[test]
+fn the_guard_counts_the_restored_file_not_what_the_table_kept() {
+    let (_, path, big) = restored(300, "shrink-evicted");
+    // A table of 8 profiles restores at most 8 of the file's 300.
+    let small = TableConfig { max_profiles: 8, shards: 4, ..TableConfig::default() };
+    let (t, read) = snapshot::restore(&path, small).unwrap();
+    assert!(read.profiles == 300 && t.len() <= 8, "{} kept", t.len());
+    snapshot::write(&t, &path, 0.5).unwrap();
+    assert_eq!(std::fs::read(snapshot::previous_path(&path)).unwrap(), big);
+    assert_eq!(t.snapshot_report().shrink_guards, 1);
+    cleanup(&path);
+}
+
+#[test]
+fn a_previous_file_that_cannot_be_kept_fails_the_write_and_keeps_the_old_one() {
+    let (t, path, big) = restored(50, "shrink-blocked");
+    // A non-empty directory where `.previous` goes: the rename over it fails.
+    let previous = snapshot::previous_path(&path);
+    std::fs::create_dir_all(previous.join("x")).unwrap();
+    for i in 0..50u128 {
+        t.remove(Uuid(i));
+    }
+    assert!(matches!(snapshot::write(&t, &path, 0.5), Err(SnapshotError::Io(_))));
+    assert_eq!(std::fs::read(&path).unwrap(), big, "not replaced");
+    let report = t.snapshot_report();
+    assert_eq!((report.failures, report.shrink_guards), (1, 0));
+    let dir = path.parent().unwrap();
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.starts_with(&format!("{name}.tmp")))
+        .collect();
+    assert!(left.is_empty(), "temp files left behind: {left:?}");
+    std::fs::remove_dir_all(previous).unwrap();
+    cleanup(&path);
+}
+
+#[test]
+fn a_snapshot_removed_by_hand_is_simply_written_again() {
+    let (t, path, _) = restored(50, "shrink-gone");
+    std::fs::remove_file(&path).unwrap();
+    t.remove(Uuid(3));
+    for i in 0..50u128 {
+        t.remove(Uuid(i));
+    }
+    assert_eq!(snapshot::write(&t, &path, 0.5).unwrap().profiles, 0);
+    assert!(!snapshot::previous_path(&path).exists());
+    assert_eq!(t.snapshot_report().shrink_guards, 0);
+    cleanup(&path);
 }
