@@ -137,7 +137,11 @@ fn start_demo_partner(cli: &Cli, config: &Config) -> Option<dcsd::sim::SimHandle
     };
     match dcsd::sim::spawn(opts) {
         Ok(sim) => {
-            log!(Info, "demo partner (dcsd-partner-sim) listening on {} for the built-in taxonomy", sim.local_addr());
+            log!(
+                Info,
+                "demo partner (dcsd-partner-sim) listening on {} for the built-in taxonomy",
+                sim.local_addr()
+            );
             Some(sim)
         }
         Err(e) => {

@@ -8,7 +8,7 @@
 //! caller counts as an outcome and never turns into a status for the browser.
 //!
 //! # Reuse
-//! [`Response::reusable`] is true only when the answer was complete, the partner kept the
+//! [`Decoded::reusable`] is true only when the answer was complete, the partner kept the
 //! connection alive, and nothing followed the answer in the buffer. A connection whose
 //! exchange failed, timed out or was left partly read must be closed, never reused: io_uring
 //! cancellation is best-effort, and a dirty connection would hand one user's answer to another.
@@ -75,23 +75,12 @@ pub struct ResponseHead {
 }
 
 /// Limits of one exchange.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientLimits {
     /// Largest response head, bytes.
     pub max_head_bytes: usize,
     /// Largest (decoded) body, bytes.
     pub max_body_bytes: usize,
-}
-
-/// A complete answer.
-#[derive(Debug)]
-pub struct Response {
-    /// Status code.
-    pub status: u16,
-    /// The body, decoded.
-    pub body: Vec<u8>,
-    /// The connection may carry another exchange.
-    pub reusable: bool,
 }
 
 // === impl ClientError ===
@@ -166,146 +155,130 @@ pub fn parse_response_head(
     Ok(Some(ResponseHead { status, head_len, framing, keep_alive }))
 }
 
-/// Writes `request` on `stream` and reads one complete answer, all before `deadline`. `buf` is
-/// a reusable read buffer (cleared first; returned with the result, so its capacity survives).
+/// An incremental response reader without IO: feed it every byte read so far, it says when
+/// the answer is complete. Interim 1xx heads are skipped.
+#[derive(Debug)]
+pub struct ResponseDecoder {
+    head_request: bool,
+    limits: ClientLimits,
+    /// The final head, once parsed, and where its body starts in the fed bytes.
+    head: Option<(ResponseHead, usize)>,
+    /// Bytes of interim heads skipped so far.
+    skipped: usize,
+    chunked: ChunkedDecoder,
+    body: Vec<u8>,
+}
+
+/// A complete answer, as decoded.
+#[derive(Debug)]
+pub struct Decoded {
+    /// Status code.
+    pub status: u16,
+    /// The body, decoded.
+    pub body: Vec<u8>,
+    /// The partner kept the connection alive and nothing followed the answer.
+    pub reusable: bool,
+}
+
+// === impl ResponseDecoder ===
+
+impl ResponseDecoder {
+    /// A decoder for the answer to one request (`head_request`: it was a `HEAD`).
+    pub fn new(head_request: bool, limits: ClientLimits) -> ResponseDecoder {
+        ResponseDecoder {
+            head_request,
+            limits,
+            head: None,
+            skipped: 0,
+            chunked: ChunkedDecoder::default(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Decodes `buf`, every byte read on the connection so far; `eof`: the partner closed
+    /// after them. `Ok(None)`: read more.
+    ///
+    /// # Errors
+    /// Any [`ClientError`] but `Connect`, `Write` and `Timeout`; `Closed` when the partner
+    /// closed before the answer was complete.
+    pub fn decode(&mut self, buf: &[u8], eof: bool) -> Result<Option<Decoded>, ClientError> {
+        let (head, start) = loop {
+            if let Some(h) = self.head {
+                break h;
+            }
+            match parse_response_head(&buf[self.skipped..], self.head_request, &self.limits)? {
+                Some(h) if (100..200).contains(&h.status) => self.skipped += h.head_len,
+                Some(h) => self.head = Some((h, self.skipped + h.head_len)),
+                None if eof => return Err(ClientError::Closed),
+                None => return Ok(None),
+            }
+        };
+        let rest = &buf[start..];
+        let (used, clean_end) = match head.framing {
+            Framing::Empty => (0, true),
+            Framing::Length(n) if rest.len() >= n => (n, true),
+            Framing::Length(_) if eof => return Err(ClientError::Closed),
+            Framing::Length(_) => return Ok(None),
+            Framing::Chunked => {
+                let max = self.limits.max_body_bytes;
+                match self.chunked.decode(rest, &mut self.body, max, self.limits.max_head_bytes) {
+                    Ok(Some(n)) => (n, true),
+                    Ok(None) if eof => return Err(ClientError::Closed),
+                    Ok(None) => return Ok(None),
+                    Err(crate::error::HttpError::BodyTooLarge) => return Err(ClientError::TooLarge),
+                    Err(_) => return Err(ClientError::BadFraming),
+                }
+            }
+            Framing::UntilClose if rest.len() > self.limits.max_body_bytes => {
+                return Err(ClientError::TooLarge)
+            }
+            Framing::UntilClose if eof => (rest.len(), false),
+            Framing::UntilClose => return Ok(None),
+        };
+        if head.framing != Framing::Chunked {
+            self.body.extend_from_slice(&rest[..used]);
+        }
+        // Bytes after the answer mean a confused or hostile partner: never reuse.
+        let reusable = clean_end && head.keep_alive && !eof && rest.len() == used;
+        Ok(Some(Decoded { status: head.status, body: std::mem::take(&mut self.body), reusable }))
+    }
+}
+
+/// Writes `request` on `stream` and reads one complete answer, all before `deadline`.
 ///
 /// # Errors
 /// Any [`ClientError`]; the connection must then be closed.
 pub async fn exchange<S: AsyncReadRent + AsyncWriteRentExt>(
     stream: &mut S,
     request: Vec<u8>,
-    buf: Vec<u8>,
     head_request: bool,
     deadline: Instant,
     limits: &ClientLimits,
-) -> (Result<Response, ClientError>, Vec<u8>, Vec<u8>) {
+) -> Result<Decoded, ClientError> {
+    const READ_BYTES: usize = 4096;
     let at = Deadline::from_std(deadline);
-    let request = match monoio::time::timeout_at(at, stream.write_all(request)).await {
-        Ok((Ok(_), req)) => req,
-        Ok((Err(_), req)) => return (Err(ClientError::Write), req, buf),
-        Err(_) => return (Err(ClientError::Timeout), Vec::new(), buf),
-    };
-    let mut r = Reader { buf, body: Vec::new(), limits };
-    r.buf.clear();
-    let res = r.read_response(stream, head_request, at).await;
-    (res.map(|(status, reusable)| Response { status, body: r.body, reusable }), request, r.buf)
-}
-
-/// The state of reading one answer.
-struct Reader<'l> {
-    /// Bytes read and not yet consumed.
-    buf: Vec<u8>,
-    /// The decoded body.
-    body: Vec<u8>,
-    limits: &'l ClientLimits,
-}
-
-// === impl Reader ===
-
-impl Reader<'_> {
-    /// Reads a head (skipping interim 1xx heads), then the body; returns the status and
-    /// whether the connection is reusable.
-    async fn read_response<S: AsyncReadRent>(
-        &mut self,
-        stream: &mut S,
-        head_request: bool,
-        at: Deadline,
-    ) -> Result<(u16, bool), ClientError> {
-        let head = loop {
-            match parse_response_head(&self.buf, head_request, self.limits)? {
-                Some(h) if (100..200).contains(&h.status) => {
-                    self.buf.drain(..h.head_len);
-                }
-                Some(h) => break h,
-                None => {
-                    if !self.fill(stream, at).await? {
-                        return Err(ClientError::Closed);
-                    }
-                }
-            }
-        };
-        self.buf.drain(..head.head_len);
-        let complete = match head.framing {
-            Framing::Empty => true,
-            Framing::Length(n) => self.read_length(stream, n, at).await?,
-            Framing::Chunked => self.read_chunked(stream, at).await?,
-            Framing::UntilClose => self.read_to_close(stream, at).await?,
-        };
-        // Bytes after the answer mean a confused or hostile partner: never reuse.
-        Ok((head.status, complete && head.keep_alive && self.buf.is_empty()))
+    match monoio::time::timeout_at(at, stream.write_all(request)).await {
+        Ok((Ok(_), _)) => {}
+        Ok((Err(_), _)) => return Err(ClientError::Write),
+        Err(_) => return Err(ClientError::Timeout),
     }
-
-    async fn read_length<S: AsyncReadRent>(
-        &mut self,
-        s: &mut S,
-        n: usize,
-        at: Deadline,
-    ) -> Result<bool, ClientError> {
-        while self.buf.len() < n {
-            if !self.fill(s, at).await? {
-                return Err(ClientError::Closed);
-            }
-        }
-        self.body.extend(self.buf.drain(..n));
-        Ok(true)
-    }
-
-    async fn read_chunked<S: AsyncReadRent>(&mut self, s: &mut S, at: Deadline) -> Result<bool, ClientError> {
-        let mut dec = ChunkedDecoder::default();
-        let max = self.limits.max_body_bytes;
-        loop {
-            match dec.decode(&self.buf, &mut self.body, max, self.limits.max_head_bytes) {
-                Ok(Some(n)) => {
-                    self.buf.drain(..n);
-                    return Ok(true);
-                }
-                Ok(None) => {}
-                Err(crate::error::HttpError::BodyTooLarge) => return Err(ClientError::TooLarge),
-                Err(_) => return Err(ClientError::BadFraming),
-            }
-            if !self.fill(s, at).await? {
-                return Err(ClientError::Closed);
-            }
-        }
-    }
-
-    async fn read_to_close<S: AsyncReadRent>(
-        &mut self,
-        s: &mut S,
-        at: Deadline,
-    ) -> Result<bool, ClientError> {
-        loop {
-            if self.buf.len() > self.limits.max_body_bytes {
-                return Err(ClientError::TooLarge);
-            }
-            if !self.fill(s, at).await? {
-                self.body.append(&mut self.buf);
-                return Ok(false);
-            }
-        }
-    }
-
-    /// Reads more bytes; `Ok(false)` at end of stream.
-    async fn fill<S: AsyncReadRent>(&mut self, s: &mut S, at: Deadline) -> Result<bool, ClientError> {
-        const READ_BYTES: usize = 4096;
-        let cap = self.limits.max_head_bytes + self.limits.max_body_bytes + READ_BYTES;
-        if self.buf.len() >= cap {
+    let mut dec = ResponseDecoder::new(head_request, *limits);
+    let cap = limits.max_head_bytes + limits.max_body_bytes + READ_BYTES;
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
+    loop {
+        if buf.len() >= cap {
             return Err(ClientError::TooLarge);
         }
-        self.buf.reserve(READ_BYTES);
-        let (len, end) = (self.buf.len(), self.buf.capacity());
-        let buf = std::mem::take(&mut self.buf);
-        match monoio::time::timeout_at(at, s.read(buf.slice_mut(len..end))).await {
-            Ok((Ok(0), slice)) => {
-                self.buf = slice.into_inner();
-                Ok(false)
-            }
-            Ok((Ok(_), slice)) => {
-                self.buf = slice.into_inner();
-                Ok(true)
-            }
-            Ok((Err(_), _)) => Err(ClientError::Closed),
-            Err(_) => Err(ClientError::Timeout),
+        buf.reserve(READ_BYTES);
+        let (len, end) = (buf.len(), buf.capacity());
+        let (n, slice) = match monoio::time::timeout_at(at, stream.read(buf.slice_mut(len..end))).await {
+            Ok((Ok(n), slice)) => (n, slice),
+            Ok((Err(_), _)) => return Err(ClientError::Closed),
+            Err(_) => return Err(ClientError::Timeout),
+        };
+        buf = slice.into_inner();
+        if let Some(done) = dec.decode(&buf, n == 0)? {
+            return Ok(done);
         }
     }
 }

@@ -242,8 +242,7 @@ impl Lease {
         request: Vec<u8>,
         deadline: Instant,
     ) -> Result<Answer, Failure> {
-        let (res, _, _) = exchange(&mut s, request, Vec::new(), false, deadline, &LIMITS).await;
-        let resp = res.map_err(Failure::from)?;
+        let resp = exchange(&mut s, request, false, deadline, &LIMITS).await.map_err(Failure::from)?;
         if resp.reusable {
             self.held = false;
             self.pool.give_back(s, Instant::now());

@@ -64,7 +64,7 @@ async fn serve_once(l: TcpListener, answer: Vec<Vec<u8>>, gap: Duration, linger:
     monoio::time::sleep(linger).await;
 }
 
-fn run(answer: &[&[u8]], gap_ms: u64, linger_ms: u64, deadline_ms: u64) -> Result<Response, ClientError> {
+fn run(answer: &[&[u8]], gap_ms: u64, linger_ms: u64, deadline_ms: u64) -> Result<Decoded, ClientError> {
     let answer: Vec<Vec<u8>> = answer.iter().map(|p| p.to_vec()).collect();
     let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
     rt.block_on(async move {
@@ -79,7 +79,7 @@ fn run(answer: &[&[u8]], gap_ms: u64, linger_ms: u64, deadline_ms: u64) -> Resul
         let mut s = TcpStream::connect_addr(addr).await.unwrap();
         let deadline = Instant::now() + Duration::from_millis(deadline_ms);
         let req = b"GET / HTTP/1.1\r\nHost: p\r\n\r\n".to_vec();
-        let (res, _, _) = exchange(&mut s, req, Vec::new(), false, deadline, &LIMITS).await;
+        let res = exchange(&mut s, req, false, deadline, &LIMITS).await;
         drop(s);
         server.await;
         res
@@ -121,4 +121,20 @@ fn dirty_or_failed_exchanges_are_not_reusable() {
         [&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n50\r\n"[..], &[b'y'; 80], b"\r\n0\r\n\r\n"]
             .concat();
     assert_eq!(run(&[&big], 0, 0, 1000).unwrap_err(), ClientError::TooLarge);
+}
+
+#[test]
+fn the_decoder_resumes_byte_by_byte() {
+    let answer = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    let mut dec = ResponseDecoder::new(false, LIMITS);
+    for i in 0..answer.len() {
+        assert!(dec.decode(&answer[..i], false).unwrap().is_none(), "complete at {i}");
+    }
+    let d = dec.decode(answer, false).unwrap().unwrap();
+    assert_eq!((d.status, &d.body[..], d.reusable), (200, &b"abc"[..], true));
+    let mut dec = ResponseDecoder::new(false, LIMITS);
+    assert_eq!(
+        dec.decode(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nab", true).unwrap_err(),
+        ClientError::Closed
+    );
 }
