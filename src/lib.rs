@@ -10,8 +10,8 @@
 //!   state ([`pipeline::Shared`]: configuration, catalog swapped on reload, profile table,
 //!   metrics); routing, rate limiting, `/event`, `/ibs:`, `/demoptout`, `/healthz`, `/metrics`.
 //! * [`catalog`] — the taxonomy compiled for requests: the engine plus O(1) lookups (host →
-//!   customer and its flags, org, integration code, data-source access, redirect domains);
-//!   immutable, shared, swapped whole on reload.
+//!   customer and its flags and privacy switches, org, integration code, data-source access,
+//!   redirect domains); immutable, shared, swapped whole on reload.
 //! * [`engine`] — trait rules indexed by key, segments with recency and frequency,
 //!   destinations; pure, no IO, with per-core scratch.
 //! * [`table`] — the shared profile table (lock-free reads, RCU writes with epoch reclamation,
@@ -20,7 +20,8 @@
 //! * [`privacy`] — IAB TCF v2.2 consent strings; pure, no IO.
 //! * [`http`] — the HTTP/1.1 codec over httparse: head parsing with limits, chunked bodies,
 //!   response writing with a cached `Date`, the per-connection keep-alive loop and the drain
-//!   signal. Needs nothing above it.
+//!   signal, and the URL grammar of redirect targets and origins with the `Location` encoder
+//!   ([`http::url`], which `config` uses to validate origins). Needs nothing above it.
 //! * [`config`] — the command line (clap), `dcsd.toml` and the taxonomy document: data and
 //!   validation only.
 //! * [`metrics`] — per-core counters and latency histograms, summed only when scraped.

@@ -12,7 +12,9 @@ fuzz_target!(|data: &[u8]| {
     ] {
         if let Ok(Parsed::Complete(h)) = parse_head(data, &limits) {
             assert!(h.head_len <= data.len());
-            for span in [Some(h.path), h.query, h.host, h.cookie, h.origin, h.content_type, h.user_agent] {
+            for span in
+                [Some(h.path), h.query, h.host, h.cookie, h.origin, h.content_type, h.user_agent, h.dcs_token]
+            {
                 if let Some(s) = span {
                     assert!(s.start <= s.end && (s.end as usize) <= h.head_len);
                 }

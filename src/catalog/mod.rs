@@ -3,12 +3,15 @@
 //! [`Catalog::compile`] runs once per load (start-up, `--check`, every reload), off the request
 //! path, and builds an immutable value: the rule [`Engine`] and O(1) lookups — host → customer
 //! (with the customer's flags), Experience Cloud org → customer, integration code → DPID, and
-//! per data source who may use it and where `/ibs:` may redirect. Every core reads the current
-//! catalog through the pipeline's shared handle; a reload compiles a new one and swaps it in,
-//! and requests in flight finish on the one they started with. The serde document
-//! ([`Taxonomy`]) is dropped once compiled.
+//! per data source who may use it and where `/ibs:` may redirect — and the customers' privacy
+//! switches (`catalog/privacy.rs`), whose row index ([`PrivacyRef`]) comes with the host
+//! lookup. Every core reads the current catalog through the pipeline's shared handle; a
+//! reload compiles a new one and swaps it in, and requests in flight finish on the one they
+//! started with. The serde document ([`Taxonomy`]) is dropped once compiled.
 //!
 //! Shared, read-only, no IO except [`load`] reading the file.
+
+mod privacy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +25,8 @@ use crate::identity::declared::DataSources;
 use crate::partner::PartnerSpec;
 
 pub use crate::identity::declared::Access;
+pub use privacy::PrivacyRef;
+use privacy::PrivacyTable;
 
 /// The compiled taxonomy.
 #[derive(Debug)]
@@ -36,6 +41,8 @@ pub struct Catalog {
     ics: FxHashMap<Box<[u8]>, u32>,
     /// DPID → who may use the data source and where it may redirect.
     sources: FxHashMap<u32, Source>,
+    /// The privacy switches of the customers that set any ([`Customer::privacy`] indexes it).
+    privacy: PrivacyTable,
     /// Days a trait realization lives.
     trait_ttl_days: u32,
     /// Most partner connections one core may hold: the sum of every real-time data source's
@@ -56,6 +63,8 @@ pub struct Customer {
     pub id: u32,
     /// Whether `d_cts` may list traits and segments.
     pub cts: bool,
+    /// Its row of privacy switches; `None` when it sets none (AAM's behaviour).
+    pub privacy: Option<PrivacyRef>,
 }
 
 /// One declared data source.
@@ -99,6 +108,7 @@ impl Catalog {
             orgs: FxHashMap::default(),
             ics: FxHashMap::default(),
             sources: FxHashMap::default(),
+            privacy: PrivacyTable::default(),
             trait_ttl_days: doc.trait_ttl_days,
             partner_conns_per_core: doc
                 .data_sources
@@ -111,7 +121,7 @@ impl Catalog {
             counts: doc.counts(),
         };
         for cu in &doc.customers {
-            let customer = Customer { id: cu.id, cts: cu.cts };
+            let customer = Customer { id: cu.id, cts: cu.cts, privacy: c.privacy.add(cu) };
             for h in &cu.hosts {
                 c.hosts.insert(h.to_ascii_lowercase().into_bytes().into(), customer);
             }
@@ -163,6 +173,21 @@ impl Catalog {
         lower.copy_from_slice(host);
         lower.make_ascii_lowercase();
         self.hosts.get(&*lower).copied()
+    }
+
+    /// Whether an answer to a request for `host` (without the port) may carry CORS headers
+    /// for `origin` (docs/http-api.md §7): yes, unless the host's customer lists
+    /// `cors_origins` without it. No lookup while no customer restricts origins.
+    pub fn cors_allows(&self, host: &[u8], origin: &[u8]) -> bool {
+        !self.privacy.cors_restricted()
+            || self.privacy.cors_allows(self.customer_for_host(host).and_then(|c| c.privacy), origin)
+    }
+
+    /// Whether a request for `customer` may name a profile with `d_uuid` (docs/http-api.md
+    /// §5.1): yes, unless the customer set `uuid_token`; then only when `presented` (the
+    /// `X-DCS-Token` header) equals it.
+    pub fn uuid_token_ok(&self, customer: Customer, presented: Option<&[u8]>) -> bool {
+        customer.privacy.is_none() || self.privacy.uuid_token_ok(customer.privacy, presented)
     }
 
     /// The customer of an Experience Cloud org ID (`d_orgid`).
@@ -309,7 +334,7 @@ mod tests {
     #[test]
     fn hosts_and_orgs_resolve() {
         let c = Catalog::from_json(DEMO_JSON.as_bytes()).unwrap();
-        assert_eq!(c.customer_for_host(b"LocalHost"), Some(Customer { id: 1, cts: true }));
+        assert_eq!(c.customer_for_host(b"LocalHost"), Some(Customer { id: 1, cts: true, privacy: None }));
         assert_eq!(c.customer_for_host(b"acme.dcs.example").map(|c| c.id), Some(1));
         assert_eq!(c.customer_for_host(b"other.example"), None);
         assert_eq!(c.customer_for_host(&[b'A'; 300]), None);
@@ -322,8 +347,45 @@ mod tests {
         let doc =
             br#"{"customers":[{"id":1,"hosts":["a.example"],"cts":true},{"id":2,"hosts":["b.example"]}]}"#;
         let c = Catalog::from_json(doc).unwrap();
-        assert_eq!(c.customer_for_host(b"a.example"), Some(Customer { id: 1, cts: true }));
-        assert_eq!(c.customer_for_host(b"B.EXAMPLE"), Some(Customer { id: 2, cts: false }));
+        assert_eq!(c.customer_for_host(b"a.example"), Some(Customer { id: 1, cts: true, privacy: None }));
+        assert_eq!(c.customer_for_host(b"B.EXAMPLE"), Some(Customer { id: 2, cts: false, privacy: None }));
+    }
+
+    #[test]
+    fn privacy_switches_come_with_the_host() {
+        let doc = br#"{"customers":[
+            {"id":1,"hosts":["a.example"]},
+            {"id":2,"hosts":["b.example"],"cors_origins":["https://WWW.B.example","http://localhost:8080"]},
+            {"id":3,"hosts":["c.example"],"uuid_token":"0123456789abcdef"},
+            {"id":4,"hosts":["d.example"],"cors_origins":[]}]}"#;
+        let c = Catalog::from_json(doc).unwrap();
+        let [a, b, cc, d] = [&b"a.example"[..], b"b.example", b"c.example", b"d.example"]
+            .map(|h| c.customer_for_host(h).unwrap());
+        assert_eq!((a.privacy, c.privacy.len()), (None, 3));
+        // CORS: any origin for a customer without a list, only the listed ones (any case) otherwise.
+        assert!(c.cors_allows(b"a.example", b"https://evil.example"));
+        assert!(c.cors_allows(b"unknown.example", b"https://evil.example"));
+        assert!(c.cors_allows(b"B.example", b"https://www.b.example"));
+        assert!(c.cors_allows(b"b.example", b"HTTP://LOCALHOST:8080"));
+        assert!(!c.cors_allows(b"b.example", b"https://www.b.example:8443"));
+        assert!(!c.cors_allows(b"b.example", b"https://evil.example"));
+        assert!(!c.cors_allows(b"b.example", &[b'h'; 400]));
+        assert!(!c.cors_allows(b"d.example", b"https://www.b.example"));
+        assert!(c.cors_allows(b"c.example", b"https://evil.example"));
+        // d_uuid: from anyone unless a token is set, then only with it.
+        for cu in [a, b, d] {
+            assert!(c.uuid_token_ok(cu, None));
+        }
+        assert!(!c.uuid_token_ok(cc, None));
+        assert!(!c.uuid_token_ok(cc, Some(b"0123456789abcdeF")));
+        assert!(!c.uuid_token_ok(cc, Some(b"0123456789abcdef0")));
+        assert!(!c.uuid_token_ok(cc, Some(b"")));
+        assert!(c.uuid_token_ok(cc, Some(b"0123456789abcdef")));
+        assert!(!format!("{c:?}").contains("0123456789abcdef"), "the token stays out of Debug");
+        // Without any switch, nothing is stored and CORS needs no lookup.
+        let plain = Catalog::from_json(DEMO_JSON.as_bytes()).unwrap();
+        assert!(!plain.privacy.cors_restricted() && plain.privacy.is_empty());
+        assert_eq!(std::mem::size_of::<Customer>(), 12);
     }
 
     #[test]

@@ -51,7 +51,9 @@ pub struct Server {
     pub driver: Driver,
     /// `dcs_region` in responses.
     pub region: u32,
-    /// Node name in the `DCS` header; "" = the host name.
+    /// Node name in the `DCS` header; "" = the host name. At most 255 bytes of printable ASCII
+    /// without spaces (it is written into every answer's head as it is).
+    #[serde(deserialize_with = "node")]
     pub node: String,
     /// Grace period for in-flight requests on SIGTERM, ms (1..=600000).
     #[serde(deserialize_with = "drain_ms")]
@@ -134,11 +136,15 @@ pub struct RateLimit {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Denylist {
-    /// Requests per ID within `window_s` before it is denylisted.
+    /// Requests per ID within `window_s` before it is denylisted (>= 1: 0 would denylist every
+    /// ID at its first request).
+    #[serde(deserialize_with = "positive_u32")]
     pub max_requests: u32,
-    /// Counting window, seconds.
+    /// Counting window, seconds (>= 1).
+    #[serde(deserialize_with = "positive_u32")]
     pub window_s: u32,
-    /// How long a denylisted ID stays denylisted, seconds.
+    /// How long a denylisted ID stays denylisted, seconds (>= 1).
+    #[serde(deserialize_with = "positive_u32")]
     pub ttl_s: u32,
 }
 
@@ -349,6 +355,29 @@ fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 
 fn positive_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     in_range(d, 1, usize::MAX, "this value")
+}
+
+fn positive_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, 1, u32::MAX, "this value")
+}
+
+/// Longest `server.node`, bytes.
+pub const MAX_NODE_BYTES: usize = 255;
+
+/// Whether `node` may go into the `DCS` header as it is: printable ASCII without spaces (no
+/// CR or LF to end the header early, no control bytes), at most [`MAX_NODE_BYTES`].
+pub fn valid_node(node: &str) -> bool {
+    node.len() <= MAX_NODE_BYTES && node.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn node<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let v = String::deserialize(d)?;
+    if !valid_node(&v) {
+        return Err(serde::de::Error::custom(format!(
+            "node {v:?} must be at most {MAX_NODE_BYTES} bytes of printable ASCII without spaces (it is sent in the DCS header)"
+        )));
+    }
+    Ok(v)
 }
 
 fn nonempty_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {

@@ -240,11 +240,13 @@ fn resolve_relative(config: Option<&Path>, p: &str) -> PathBuf {
     }
 }
 
+/// The host name for `server.node = ""`; `dcsd` when it cannot be read or could not go into a
+/// header as it is (the rule of `server.node`).
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty() && file::valid_node(s))
         .unwrap_or_else(|| "dcsd".to_string())
 }
 
@@ -294,6 +296,31 @@ mod tests {
         assert!(e.contains("not implemented"), "{e}");
         let e = parse("[cookie]\ndomain = \"a b\"\n").unwrap_err();
         assert!(e.starts_with("2:"), "{e}");
+    }
+
+    #[test]
+    fn node_must_be_printable_ascii_without_spaces() {
+        for bad in [r#""edge-1\r\nSet-Cookie: a=b""#, r#""edge\n""#, r#""edge 1""#, r#""\u0000""#, r#""é""#]
+        {
+            let e = parse(&format!("[server]\nnode = {bad}\n")).unwrap_err();
+            assert!(e.starts_with("2:8:") && e.contains("printable ASCII"), "{bad}: {e}");
+        }
+        let e = parse(&format!("[server]\nnode = \"{}\"\n", "n".repeat(256))).unwrap_err();
+        assert!(e.contains("at most 255"), "{e}");
+        assert_eq!(parse("[server]\nnode = \"edge-1.fra~2\"\n").unwrap().server.node, "edge-1.fra~2");
+        assert_eq!(parse("[server]\nnode = \"\"\n").unwrap().server.node, "");
+        assert!(file::valid_node(&host_name()));
+    }
+
+    #[test]
+    fn denylist_values_must_be_positive() {
+        for key in ["max_requests", "window_s", "ttl_s"] {
+            let e = parse(&format!("[denylist]\n{key} = 0\n")).unwrap_err();
+            assert!(e.starts_with("2:") && e.contains("1..="), "{key}: {e}");
+            assert!(parse(&format!("[denylist]\n{key} = 1\n")).is_ok(), "{key}");
+        }
+        let e = parse("[denylist]\nmax_requests = -1\n").unwrap_err();
+        assert!(e.starts_with("2:16:"), "{e}");
     }
 
     #[test]

@@ -55,7 +55,19 @@ pub struct Customer {
     /// Whether `d_cts` may list traits and segments.
     #[serde(default)]
     pub cts: bool,
+    /// Origins whose pages may read answers (CORS); `None` = any origin (AAM's behaviour).
+    #[serde(default)]
+    pub cors_origins: Option<Vec<String>>,
+    /// The server token `d_uuid` needs (`X-DCS-Token`); `None` = `d_uuid` from anyone (AAM's
+    /// behaviour).
+    #[serde(default)]
+    pub uuid_token: Option<Secret>,
 }
+
+/// A secret from the taxonomy: kept out of `Debug` output and error messages.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
 
 /// A data source.
 #[derive(Debug, Deserialize)]
@@ -263,6 +275,9 @@ pub struct Counts {
     pub destinations: usize,
 }
 
+/// Shortest `uuid_token`, bytes.
+pub const MIN_UUID_TOKEN_BYTES: usize = 16;
+
 /// The built-in demo taxonomy (docs/taxonomy.md §1's example), used when none is configured.
 pub const DEMO_JSON: &str = include_str!("demo_taxonomy.json");
 
@@ -352,12 +367,50 @@ pub fn nesting_over(json: &[u8], max: usize) -> Option<usize> {
     None
 }
 
+// === impl Secret ===
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
 // === impl DataSource ===
 
 impl DataSource {
     /// Whether `customer` may use this data source: it owns it or it is shared with it.
     pub fn allows(&self, customer: u32) -> bool {
         self.owner == customer || self.shared_with.contains(&customer)
+    }
+}
+
+// === impl Customer ===
+
+impl Customer {
+    /// `cors_origins` (each an origin as browsers send it, no duplicates ignoring case) and
+    /// `uuid_token` (printable ASCII without spaces, at least [`MIN_UUID_TOKEN_BYTES`]; the
+    /// message never shows it).
+    fn validate_privacy(&self, errs: &mut Vec<String>, i: usize) {
+        let mut seen = FxHashSet::default();
+        for (j, o) in self.cors_origins.iter().flatten().enumerate() {
+            let place = format!("$.customers[{i}].cors_origins[{j}]");
+            if !crate::http::url::is_origin(o.as_bytes()) {
+                errs.push(format!("{place}: {o:?} is not an origin (scheme://host[:port], without a path)"));
+            } else if crate::http::url::default_port_written(o.as_bytes()) {
+                errs.push(format!(
+                    "{place}: {o:?}: browsers never send the scheme's default port; leave it out"
+                ));
+            } else if !seen.insert(o.to_ascii_lowercase()) {
+                errs.push(format!("{place}: duplicate origin {o:?}"));
+            }
+        }
+        if let Some(Secret(t)) = &self.uuid_token {
+            if t.len() < MIN_UUID_TOKEN_BYTES || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                errs.push(format!(
+                    "$.customers[{i}].uuid_token: must be at least {MIN_UUID_TOKEN_BYTES} bytes of printable ASCII without spaces"
+                ));
+            }
+        }
     }
 }
 
@@ -421,6 +474,7 @@ impl Taxonomy {
                     errs.push(format!("$.customers[{i}].hosts[{j}]: empty or duplicate host {h:?}"));
                 }
             }
+            c.validate_privacy(&mut errs, i);
         }
         let dpids = unique(&mut errs, "data_sources", self.data_sources.iter().map(|d| d.dpid));
         self.validate_data_sources(&mut errs, &customers);
@@ -564,6 +618,42 @@ mod tests {
         assert!(all.contains("$.traits[0].dpid: unknown ID 6"), "{all}");
         assert!(all.contains("$.traits[1]: duplicate ID 1"), "{all}");
         assert!(all.contains("$.traits[1].rule: empty rule"), "{all}");
+    }
+
+    #[test]
+    fn privacy_switches_are_validated_with_their_paths() {
+        let doc = br#"{"customers":[
+            {"id":1,"hosts":["a"],"cors_origins":["https://www.a.example","http://localhost:8080"],
+             "uuid_token":"0123456789abcdef"},
+            {"id":2,"hosts":["b"],"cors_origins":[]},
+            {"id":3,"hosts":["c"],"cors_origins":["https://c.example/","c.example","https://c.example:443",
+                "https://x.example","HTTPS://X.example"],"uuid_token":"short"},
+            {"id":4,"hosts":["d"],"uuid_token":"0123456789 abcdef"},
+            {"id":5,"hosts":["e"],"uuid_token":""}]}"#;
+        let all = Taxonomy::parse(doc).unwrap_err().join("\n");
+        assert!(!all.contains("customers[0]") && !all.contains("customers[1]"), "{all}");
+        assert!(
+            all.contains("$.customers[2].cors_origins[0]: \"https://c.example/\" is not an origin"),
+            "{all}"
+        );
+        assert!(all.contains("$.customers[2].cors_origins[1]: \"c.example\" is not an origin"), "{all}");
+        assert!(
+            all.contains("$.customers[2].cors_origins[2]: \"https://c.example:443\": browsers never"),
+            "{all}"
+        );
+        assert!(all.contains("$.customers[2].cors_origins[4]: duplicate origin"), "{all}");
+        for i in 2..=4 {
+            assert!(
+                all.contains(&format!("$.customers[{i}].uuid_token: must be at least 16 bytes")),
+                "{all}"
+            );
+        }
+        assert!(!all.contains("short") && !all.contains("abcdef"), "the token is never shown: {all}");
+        let ok =
+            Taxonomy::parse(br#"{"customers":[{"id":1,"hosts":["a"],"uuid_token":"~!0123456789abcdef"}]}"#);
+        assert!(format!("{:?}", ok.unwrap().customers[0]).contains("Secret(..)"));
+        let e = Taxonomy::parse(br#"{"customers":[{"id":1,"hosts":["a"],"cors_origins":"https://a"}]}"#);
+        assert!(e.unwrap_err()[0].starts_with("$.customers[0].cors_origins:"));
     }
 
     #[test]

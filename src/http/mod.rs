@@ -2,6 +2,7 @@
 //! server role for the site tags' requests ([`request`] heads, [`response`] writing, the
 //! per-connection loop in [`conn`]) and the client role for partner calls ([`client`]), sharing
 //! the framing rules ([`framing`], [`chunked`]).
+//! The URL grammar of redirect targets and origins, and the `Location` encoder, are in [`url`].
 //!
 //! Per-core: nothing here is shared between cores except read-only limits.
 
@@ -14,6 +15,7 @@ pub mod request;
 pub mod response;
 #[allow(unsafe_code)]
 pub mod sock;
+pub mod url;
 
 pub use request::{parse_head, Body, Head, HeadLimits, Method, Parsed, Span, Version};
 

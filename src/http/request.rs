@@ -94,6 +94,9 @@ pub struct Head {
     pub accept_language: Option<Span>,
     /// `Date`.
     pub date: Option<Span>,
+    /// `X-DCS-Token`: the server token that lets a request name a profile with `d_uuid`
+    /// (docs/http-api.md §5.1).
+    pub dcs_token: Option<Span>,
 }
 
 /// Outcome of [`parse_head`].
@@ -199,6 +202,7 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Parsed, HttpError> 
         referer: None,
         accept_language: None,
         date: None,
+        dcs_token: None,
     };
     read_headers(&mut head, buf, req.headers, limits)?;
     split_target(&mut head, buf, Span::of(buf, target.as_bytes()))?;
@@ -282,6 +286,7 @@ fn read_headers(
             7 if name.eq_ignore_ascii_case(b"referer") => &mut head.referer,
             15 if name.eq_ignore_ascii_case(b"accept-language") => &mut head.accept_language,
             4 if name.eq_ignore_ascii_case(b"date") => &mut head.date,
+            11 if name.eq_ignore_ascii_case(b"x-dcs-token") => &mut head.dcs_token,
             29 if name.eq_ignore_ascii_case(b"access-control-request-method") => &mut head.ac_request_method,
             _ => continue,
         };

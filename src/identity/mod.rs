@@ -1,4 +1,5 @@
-//! Profile IDs: the 38-digit UUID, the `demdex` cookie, and transaction IDs. Pure, no IO.
+//! Profile IDs: the 38-digit UUID, the `demdex` cookie, transaction IDs, and the constant-time
+//! comparison of the server token that may name a profile. Pure, no IO.
 //!
 //! A UUID is a number in `[0, 10^38)` written as exactly 38 ASCII digits (leading zeros are
 //! significant), kept as a `u128`. New ones are drawn uniformly from the worker's CSPRNG
@@ -77,6 +78,17 @@ pub fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     })
 }
 
+/// Whether a presented secret equals `secret`, in time that depends on the lengths only
+/// (never on where the first differing byte is): a server token (`uuid_token`, docs/http-api.md
+/// §5.1) cannot be guessed byte by byte from answer times.
+pub fn constant_time_eq(secret: &[u8], presented: &[u8]) -> bool {
+    let mut diff = u8::from(secret.len() != presented.len());
+    for (i, &s) in secret.iter().enumerate() {
+        diff |= s ^ presented.get(i).copied().unwrap_or(!s);
+    }
+    std::hint::black_box(diff) == 0
+}
+
 /// A transaction ID: the standard base64 (12 characters, padded) of 8 bytes.
 pub fn encode_tid(id: u64) -> [u8; 12] {
     const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -141,6 +153,16 @@ mod tests {
         assert_eq!(cookie_value(h, b"demdex"), Some(&b"00012345678901234567890123456789012345"[..]));
         assert_eq!(cookie_value(h, b"b"), Some(&b"2"[..]));
         assert_eq!(cookie_value(b"xdemdex=1", b"demdex"), None);
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!constant_time_eq(b"0123456789abcdef", b"0123456789abcdeF"));
+        assert!(!constant_time_eq(b"0123456789abcdef", b"0123456789abcde"));
+        assert!(!constant_time_eq(b"0123456789abcdef", b"0123456789abcdef\0"));
+        assert!(!constant_time_eq(b"0123456789abcdef", b""));
+        assert!(constant_time_eq(b"", b""));
     }
 
     #[test]

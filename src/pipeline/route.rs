@@ -47,8 +47,17 @@ impl Route {
     pub fn allow(self) -> &'static str {
         match self {
             Route::Event => "GET, HEAD, POST, OPTIONS",
-            Route::Ibs | Route::Optout | Route::Healthz | Route::Metrics => "GET, HEAD",
+            Route::Ibs | Route::Optout => "GET, HEAD, OPTIONS",
+            Route::Healthz | Route::Metrics => "GET, HEAD",
             Route::NotFound => "GET, HEAD, POST, OPTIONS",
+        }
+    }
+
+    /// `Access-Control-Allow-Methods` of a DCS route's preflight (docs/http-api.md §7).
+    pub fn cors_methods(self) -> &'static str {
+        match self {
+            Route::Event | Route::NotFound => "GET, POST, OPTIONS",
+            Route::Ibs | Route::Optout | Route::Healthz | Route::Metrics => "GET, OPTIONS",
         }
     }
 
@@ -61,9 +70,9 @@ impl Route {
     pub fn allows(self, m: Method) -> bool {
         match self {
             Route::Event | Route::NotFound => true,
-            Route::Ibs | Route::Optout | Route::Healthz | Route::Metrics => {
-                matches!(m, Method::Get | Method::Head)
-            }
+            // OPTIONS on any DCS path is the CORS preflight (docs/http-api.md §1, §7).
+            Route::Ibs | Route::Optout => matches!(m, Method::Get | Method::Head | Method::Options),
+            Route::Healthz | Route::Metrics => matches!(m, Method::Get | Method::Head),
         }
     }
 }
@@ -85,5 +94,15 @@ mod tests {
         assert_eq!(Route::of(b"/demoptout.jpg", ListenerKind::Public), Route::Optout);
         assert_eq!(Route::of(b"/demoptout", ListenerKind::Admin), Route::NotFound);
         assert!(!Route::Healthz.allows(Method::Post));
+        assert!(!Route::Healthz.allows(Method::Options));
+    }
+
+    #[test]
+    fn options_is_the_preflight_on_every_dcs_route() {
+        for r in [Route::Event, Route::Ibs, Route::Optout] {
+            assert!(r.allows(Method::Options) && r.allow().ends_with("OPTIONS"), "{r:?}");
+        }
+        assert!(!Route::Ibs.allows(Method::Post) && !Route::Optout.allows(Method::Post));
+        assert_eq!(Route::Ibs.allow(), "GET, HEAD, OPTIONS");
     }
 }

@@ -144,3 +144,11 @@ fn tokens() {
     assert!(has_token(b"keep-alive, Upgrade", b"upgrade"));
     assert!(!has_token(b"keep-alive-ish", b"keep-alive"));
 }
+
+#[test]
+fn the_server_token_header_is_indexed_first_wins() {
+    let raw =
+        b"GET /event HTTP/1.1\r\nHost: x\r\nX-DCS-Token:  s3cret-0123456789 \r\nx-dcs-token: other\r\n\r\n";
+    assert_eq!(complete(raw).dcs_token.unwrap().get(raw), b"s3cret-0123456789");
+    assert!(complete(b"GET /event HTTP/1.1\r\nHost: x\r\nX-DCS-Tokens: a\r\n\r\n").dcs_token.is_none());
+}

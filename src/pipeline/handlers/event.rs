@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use crate::catalog::Catalog;
 use crate::engine::RealizeCtx;
 use crate::http::conn::{Deferred, Request};
-use crate::http::response::push_conn_header;
 use crate::http::Method;
 use crate::identity::declared::DeclaredId;
 use crate::identity::encode_tid;
@@ -41,13 +40,13 @@ use crate::table::{day_of, IdRef, Profile};
 use super::super::params::{Control, KeyClass, View};
 use super::super::partners::{decide, set_customer_segments, Fanout, Owner, Planned};
 use super::super::signals::HeaderSignals;
-use super::super::{Dcs, Work};
+use super::super::{Dcs, Route, Work};
 use super::identity::{
     check_host_and_org, consent_ok, cookie_id, declared_ids, ecid, host_without_port, now_s,
     opt_out_for_consent, opted_out, record, resolve_uuid, CookieId, ProfileId,
 };
 use super::later::{Later, Waiting};
-use super::render::{push_cors, DcsError, ReplyTo, INVALID_PARAMETERS};
+use super::render::{preflight, DcsError, ReplyTo, INVALID_PARAMETERS};
 use super::reply::{render_destinations, respond, Answer, DestCtx, Opts};
 
 /// How `/event` answers.
@@ -73,7 +72,7 @@ const FINISH_MARGIN: Duration = Duration::from_millis(1);
 /// Answers `/event` (GET, HEAD, POST; OPTIONS is the CORS preflight).
 pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> Reply {
     if req.head.method == Method::Options {
-        return Reply::Now(preflight(dcs, req, out));
+        return Reply::Now(preflight(dcs, req, Route::Event, out));
     }
     let tax = dcs.catalog();
     let buf = req.buf;
@@ -95,7 +94,8 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> Reply {
     // An invalid request (311, 1, 100, 2) gets no profile ID and no cookie (docs/http-api.md §6.5).
     let answer = view.and_then(|view| {
         let customer = check_host_and_org(&tax, req, &ctl, &mut errors)?;
-        let request = Valid { tax: &tax, req, view, ctl: &ctl, customer: customer.id, tid };
+        let uuid_allowed = tax.uuid_token_ok(customer, req.head.dcs_token.map(|t| t.get(buf)));
+        let request = Valid { tax: &tax, req, view, ctl: &ctl, customer: customer.id, tid, uuid_allowed };
         let uuid = match request.evaluate(dcs, &mut work, &mut errors) {
             Step::Answer(uuid) => uuid,
             Step::Wait(w) => {
@@ -123,6 +123,8 @@ struct Valid<'r, 'a> {
     ctl: &'r Control<'r>,
     customer: u32,
     tid: u64,
+    /// `d_uuid` may name the profile (the customer's `uuid_token`, docs/http-api.md §5.1).
+    uuid_allowed: bool,
 }
 
 impl Valid<'_, '_> {
@@ -134,7 +136,7 @@ impl Valid<'_, '_> {
         let (now, table) = (now_s(), &dcs.shared.table);
         let cookie = cookie_id(self.req, ctl.coppa);
         let declared = declared_ids(dcs, self.tax, ctl, customer, now, errors);
-        let id = resolve_uuid(dcs, ctl, cookie, &declared, errors);
+        let id = resolve_uuid(dcs, ctl, self.uuid_allowed, cookie, &declared, errors);
         let ecid = ecid(ctl, errors);
         if cookie == CookieId::OptedOut {
             errors.push(opted_out(b"NOTARGET"));
@@ -383,21 +385,4 @@ fn is_form(req: &Request<'_>) -> bool {
         let media = ct.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
         media.eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
     })
-}
-
-/// `OPTIONS`: 204 with the preflight headers when `Access-Control-Request-Method` is present,
-/// else 204 with `Allow`.
-fn preflight(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
-    dcs.start_response(out, 204, req.now);
-    if req.head.ac_request_method.is_some() {
-        out.extend_from_slice(
-            b"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\nAccess-Control-Allow-Headers: Content-Type\r\nAccess-Control-Max-Age: 86400\r\n",
-        );
-    } else {
-        out.extend_from_slice(b"Allow: GET, HEAD, POST, OPTIONS\r\n");
-    }
-    push_cors(req.head.origin.map(|o| o.get(req.buf)), out);
-    push_conn_header(out, req.conn);
-    out.extend_from_slice(b"\r\n");
-    204
 }

@@ -4,29 +4,36 @@
 //! declared IDs (`dpid` + `dpuuid`, `d_cid`, `d_cid_ic`, `d_dpid` + `d_dpuuid`) are validated
 //! and denylisted as on `/event` (§5.2, §5.3) and mapped to the profile of the `demdex` cookie,
 //! else a new one. `redir` sends the browser on with `302` when it is an absolute `http`/`https`
-//! URL whose host is allowed for the data source of a kept ID (`sync_redirect_domains`: the
-//! domain itself or a subdomain of it), with every `${DD_UUID}` replaced by the profile ID;
-//! any other `redir` is answered with the pixel and error 311. A refused sync (opt-out 171,
-//! denylisted 307, no consent 315, invalid request) maps nothing, sets no cookie and does not
-//! redirect.
+//! URL whose authority every URL parser reads alike ([`crate::http::url::redirect_host`]) and
+//! whose host is allowed for the data source of a kept ID (`sync_redirect_domains`: the
+//! domain itself or a subdomain of it), with every `${DD_UUID}` replaced by the profile ID and
+//! the result percent-encoded for `Location`; any other `redir` is answered with the pixel and
+//! error 311. A refused sync (opt-out 171, denylisted 307, no consent 315, invalid request)
+//! maps nothing, sets no cookie and does not redirect. With `d_coppa=1` the `demdex` cookie is
+//! neither read nor set (§4). `OPTIONS` is the CORS preflight (§7).
 
 use crate::catalog::Catalog;
 use crate::http::conn::Request;
+use crate::http::url::redirect_host;
+use crate::http::Method;
 use crate::identity::declared::DeclaredId;
 
 use super::super::params::Control;
-use super::super::Dcs;
+use super::super::{Dcs, Route};
 use super::identity::{
-    check_host_and_org, consent_ok, cookie_id, declared_ids, fresh_id, host_without_port, now_s,
-    opt_out_for_consent, opted_out, record, CookieId, ProfileId,
+    check_host_and_org, consent_ok, cookie_id, declared_ids, fresh_id, now_s, opt_out_for_consent, opted_out,
+    record, CookieId, ProfileId,
 };
-use super::render::{pixel, DcsError, SetCookie, INVALID_PARAMETERS};
+use super::render::{pixel, preflight, DcsError, SetCookie, INVALID_PARAMETERS};
 
 /// The substitution marker in `redir`.
 const DD_UUID: &[u8] = b"${DD_UUID}";
 
-/// Answers `/ibs:…` (GET, HEAD).
+/// Answers `/ibs:…` (GET, HEAD; OPTIONS is the CORS preflight).
 pub fn ibs(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
+    if req.head.method == Method::Options {
+        return preflight(dcs, req, Route::Ibs, out);
+    }
     let path = req.head.path.get(req.buf);
     let after_colon = path.iter().position(|&b| b == b':').map_or(&b""[..], |i| &path[i + 1..]);
     let query = req.head.query.map_or(&b""[..], |q| q.get(req.buf));
@@ -54,7 +61,9 @@ pub fn ibs(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
         }
         allowed.then(|| substitute(r, &digits))
     });
-    pixel(dcs, req, SetCookie::Profile(&digits), location.as_deref(), &errors, out)
+    // d_coppa=1: no third-party cookie, neither read (in `sync`) nor set (docs/http-api.md §4).
+    let cookie = if ctl.coppa { SetCookie::Nothing } else { SetCookie::Profile(&digits) };
+    pixel(dcs, req, cookie, location.as_deref(), &errors, out)
 }
 
 /// Maps `declared` to the profile of the cookie (else a new one); returns its ID, or `None`
@@ -89,32 +98,12 @@ fn sync(
     }
 }
 
-/// Whether `url` is an absolute `http`/`https` URL, safe to put in a header, whose host is a
-/// `sync_redirect_domains` entry (or a subdomain of one) of a kept ID's data source.
+/// Whether `url` is an absolute `http`/`https` URL whose authority every parser reads alike,
+/// and whose host is a `sync_redirect_domains` entry (or a subdomain of one) of a kept ID's
+/// data source.
 fn allowed_redirect(catalog: &Catalog, url: &[u8], declared: &[DeclaredId<'_>]) -> bool {
     let Some(host) = redirect_host(url) else { return false };
     declared.iter().any(|d| catalog.redirect_allowed(d.dpid, host))
-}
-
-/// The host of an absolute `http`/`https` URL; `None` for anything else, for user info
-/// (`http://allowed@evil/`), and for bytes that cannot appear in a `Location` header.
-fn redirect_host(url: &[u8]) -> Option<&[u8]> {
-    if url.iter().any(|&b| b <= b' ' || b == 0x7f) {
-        return None;
-    }
-    let rest =
-        strip_prefix_ignore_case(url, b"https://").or_else(|| strip_prefix_ignore_case(url, b"http://"))?;
-    let end = rest.iter().position(|&b| matches!(b, b'/' | b'?' | b'#' | b'\\')).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    if authority.contains(&b'@') {
-        return None;
-    }
-    let host = host_without_port(authority);
-    (!host.is_empty()).then_some(host)
-}
-
-fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)).then(|| &s[prefix.len()..])
 }
 
 /// `url` with every `${DD_UUID}` replaced by `uuid`.
@@ -133,18 +122,6 @@ fn substitute(url: &[u8], uuid: &[u8; 38]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redirect_hosts() {
-        assert_eq!(redirect_host(b"https://sync.x.example/p?u=1"), Some(&b"sync.x.example"[..]));
-        assert_eq!(redirect_host(b"HTTP://sync.x.example:8080"), Some(&b"sync.x.example"[..]));
-        assert_eq!(redirect_host(b"https://a.example@evil.example/"), None);
-        assert_eq!(redirect_host(b"javascript:alert(1)"), None);
-        assert_eq!(redirect_host(b"//sync.x.example/"), None);
-        assert_eq!(redirect_host(b"https://sync.x.example/\r\nSet-Cookie: a=b"), None);
-        assert_eq!(redirect_host(b"https://evil.example\\.sync.x.example/"), Some(&b"evil.example"[..]));
-        assert_eq!(redirect_host(b"https:///path"), None);
-    }
 
     #[test]
     fn every_marker_is_replaced() {

@@ -124,23 +124,19 @@ pub struct ProfileId {
     pub fresh: bool,
 }
 
-/// The profile ID (docs/http-api.md §5.1): valid `d_uuid` (else error 102), else the cookie's, else
-/// the UUID most recently mapped to one of `declared`, else a new one.
+/// The profile ID (docs/http-api.md §5.1): valid `d_uuid` (else error 102) when
+/// `uuid_allowed` (else 102 as well), else the cookie's, else the UUID most recently mapped to
+/// one of `declared`, else a new one.
 pub fn resolve_uuid(
     dcs: &Dcs,
     ctl: &Control<'_>,
+    uuid_allowed: bool,
     cookie: CookieId,
     declared: &[DeclaredId<'_>],
     errors: &mut Vec<DcsError>,
 ) -> ProfileId {
-    let from_param = ctl.uuid.and_then(|v| {
-        let u = Uuid::parse(v).zip(<[u8; 38]>::try_from(v).ok());
-        if u.is_none() {
-            let msg = format!("Invalid AAM ID passed in request {}", String::from_utf8_lossy(v));
-            errors.push(DcsError { code: 102, msg });
-        }
-        u
-    });
+    let from_param = uuid_param(ctl, uuid_allowed, errors);
+    let from_param = from_param.and_then(|v| Some((Uuid::parse(v)?, <[u8; 38]>::try_from(v).ok()?)));
     let from_cookie = || match cookie {
         CookieId::Profile(u, digits) => Some((u, digits)),
         CookieId::Absent | CookieId::OptedOut => None,
@@ -154,6 +150,27 @@ pub fn resolve_uuid(
         None => fresh_id(dcs),
     }
 }
+
+/// `d_uuid` when the request may name a profile with it and it is a valid UUID (38 digits);
+/// otherwise error 102 — with the server-token message when the host's customer requires
+/// `X-DCS-Token` and the request lacks it (`uuid_allowed` false; docs/http-api.md §5.1, §12) —
+/// and `None`, as if the request had no `d_uuid`.
+pub fn uuid_param<'a>(ctl: &Control<'a>, uuid_allowed: bool, errors: &mut Vec<DcsError>) -> Option<&'a [u8]> {
+    let v = ctl.uuid?;
+    let msg = if !uuid_allowed {
+        format!("{TOKEN_REQUIRED} {}", String::from_utf8_lossy(v))
+    } else if Uuid::parse(v).is_none() {
+        format!("Invalid AAM ID passed in request {}", String::from_utf8_lossy(v))
+    } else {
+        return Some(v);
+    };
+    errors.push(DcsError { code: 102, msg });
+    None
+}
+
+/// The start of error 102's message when `d_uuid` lacks the server token its customer requires
+/// (docs/http-api.md §12); the `d_uuid` value follows.
+pub const TOKEN_REQUIRED: &str = "AAM ID passed in request without the required server token (X-DCS-Token):";
 
 /// `d_mid`: 38 ASCII digits, else error 101 and ignored (docs/http-api.md §4).
 pub fn ecid(ctl: &Control<'_>, errors: &mut Vec<DcsError>) -> Option<u128> {

@@ -65,6 +65,7 @@ pub struct Later {
     conn: ConnHeader,
     head_only: bool,
     origin: Option<Vec<u8>>,
+    host: Vec<u8>,
     callback: Option<Vec<u8>>,
     dests: bool,
     cts_level: u8,
@@ -94,6 +95,7 @@ impl Later {
             conn: reply.conn,
             head_only: reply.head_only,
             origin: reply.origin.map(<[u8]>::to_vec),
+            host: reply.host.to_vec(),
             callback: opts.callback.map(<[u8]>::to_vec),
             dests: opts.dests,
             cts_level: opts.cts,
@@ -179,6 +181,7 @@ impl Later {
             conn: self.conn,
             head_only: self.head_only,
             origin: self.origin.as_deref(),
+            host: &self.host,
         };
         let opts = Opts {
             json: true,

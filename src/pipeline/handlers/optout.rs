@@ -8,20 +8,27 @@
 //! profile most recently mapped to one of them, the cookie's, or a new one that the IDs are
 //! then mapped to; else, for an ECID, the profile mapped to it, the cookie's or a new one,
 //! which the ECID is then mapped to. Later `/event` calls for that profile answer 171.
+//! A customer with a `uuid_token` takes `d_uuid` only with that token (`X-DCS-Token`); without
+//! it `d_uuid` is refused with 102 and ignored, as an invalid one is (docs/http-api.md §5.1).
+//! `OPTIONS` is the CORS preflight (§7).
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Customer};
 use crate::http::conn::Request;
+use crate::http::Method;
 use crate::identity::Uuid;
 
 use super::super::params::Control;
-use super::super::Dcs;
+use super::super::{Dcs, Route};
 use super::identity::{
-    check_host_and_org, cookie_id, declared_ids, ecid, fresh_id, now_s, opt_out, CookieId,
+    check_host_and_org, cookie_id, declared_ids, ecid, fresh_id, now_s, opt_out, uuid_param, CookieId,
 };
-use super::render::{pixel, DcsError, SetCookie, INVALID_PARAMETERS};
+use super::render::{pixel, preflight, DcsError, SetCookie, INVALID_PARAMETERS};
 
-/// Answers `/demoptout` and `/demoptout.jpg` (GET, HEAD).
+/// Answers `/demoptout` and `/demoptout.jpg` (GET, HEAD; OPTIONS is the CORS preflight).
 pub fn optout(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
+    if req.head.method == Method::Options {
+        return preflight(dcs, req, Route::Optout, out);
+    }
     let query = req.head.query.map_or(&b""[..], |q| q.get(req.buf));
     let tax = dcs.catalog();
     let mut pairs = dcs.pairs.borrow_mut();
@@ -41,7 +48,7 @@ pub fn optout(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
         return pixel(dcs, req, SetCookie::OptOut, None, &errors, out);
     }
     if let Some(customer) = check_host_and_org(&tax, req, &ctl, &mut errors) {
-        opt_out_partner(dcs, &tax, req, &ctl, customer.id, now, &mut errors);
+        opt_out_partner(dcs, &tax, req, &ctl, customer, now, &mut errors);
     }
     pixel(dcs, req, SetCookie::Nothing, None, &errors, out)
 }
@@ -52,19 +59,14 @@ fn opt_out_partner(
     tax: &Catalog,
     req: &Request<'_>,
     ctl: &Control<'_>,
-    customer: u32,
+    customer: Customer,
     now: u64,
     errors: &mut Vec<DcsError>,
 ) {
     let table = &dcs.shared.table;
-    let from_param = ctl.uuid.and_then(|v| {
-        let u = Uuid::parse(v);
-        if u.is_none() {
-            let msg = format!("Invalid AAM ID passed in request {}", String::from_utf8_lossy(v));
-            errors.push(DcsError { code: 102, msg });
-        }
-        u
-    });
+    let uuid_allowed = tax.uuid_token_ok(customer, req.head.dcs_token.map(|t| t.get(req.buf)));
+    let from_param = uuid_param(ctl, uuid_allowed, errors).and_then(Uuid::parse);
+    let customer = customer.id;
     let declared = declared_ids(dcs, tax, ctl, customer, now, errors);
     let ecid = ctl.orgid.and_then(|_| ecid(ctl, errors));
     let from_cookie = || match cookie_id(req, ctl.coppa) {

@@ -1,11 +1,13 @@
 //! Response pieces the DCS routes share: DCS errors (`errors` and `X-Error`), the `demdex`
-//! cookie, CORS, JSON strings and the pixel.
+//! cookie, CORS and the preflight, JSON strings and the pixel.
 
 use crate::http::conn::Request;
 use crate::http::response::{push_conn_header, push_u64};
+use crate::http::url::encode_location_into;
 use crate::http::Method;
 
-use super::super::Dcs;
+use super::super::{Dcs, Route};
+use super::identity::host_without_port;
 
 /// nginx's `empty_gif`: the 43-byte transparent 1×1 GIF89a.
 pub const PIXEL_GIF: [u8; 43] = [
@@ -49,6 +51,9 @@ pub struct ReplyTo<'a> {
     pub head_only: bool,
     /// The request's `Origin`, for CORS.
     pub origin: Option<&'a [u8]>,
+    /// The request's host without the port (empty without one): its customer's
+    /// `cors_origins` decide CORS.
+    pub host: &'a [u8],
 }
 
 impl<'a> ReplyTo<'a> {
@@ -59,6 +64,7 @@ impl<'a> ReplyTo<'a> {
             conn: req.conn,
             head_only: req.head.method == Method::Head,
             origin: req.head.origin.map(|o| o.get(req.buf)),
+            host: req.head.host.map_or(&b""[..], |h| host_without_port(h.get(req.buf))),
         }
     }
 }
@@ -87,8 +93,10 @@ pub fn pixel(
     dcs.start_response(out, status, req.now);
     match location {
         Some(l) => {
+            // Percent-encoded where the URL grammar requires it (docs/http-api.md §8), so the
+            // header holds URL bytes only.
             out.extend_from_slice(b"Location: ");
-            out.extend_from_slice(l);
+            encode_location_into(l, out);
             out.extend_from_slice(b"\r\nContent-Length: 0\r\n");
         }
         None => out.extend_from_slice(b"Content-Type: image/gif\r\nContent-Length: 43\r\n"),
@@ -119,7 +127,7 @@ pub fn finish_head(
         SetCookie::OptOut => push_optout_cookies(out, &dcs.optout_cookie_attrs),
     }
     push_x_error(out, errors);
-    push_cors(reply.origin, out);
+    push_cors(dcs, reply, out);
     push_conn_header(out, reply.conn);
     out.extend_from_slice(b"\r\n");
 }
@@ -158,13 +166,41 @@ pub fn push_errors_field(out: &mut Vec<u8>, errors: &[DcsError]) {
     out.push(b']');
 }
 
-/// `Access-Control-Allow-Origin` for a request with `Origin` (docs/http-api.md §7).
-pub fn push_cors(origin: Option<&[u8]>, out: &mut Vec<u8>) {
-    if let Some(origin) = origin {
-        out.extend_from_slice(b"Access-Control-Allow-Origin: ");
-        out.extend_from_slice(origin);
-        out.extend_from_slice(b"\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n");
+/// CORS for a request with `Origin` (docs/http-api.md §7): `Access-Control-Allow-Origin`
+/// (the origin), `Access-Control-Allow-Credentials` and `Vary: Origin` — unless the host's
+/// customer lists `cors_origins` without this origin, which gets `Vary: Origin` alone. The
+/// host decides, whether or not the request is valid, so every answer for one host follows
+/// the same rule. Without `Origin` nothing is looked up.
+pub fn push_cors(dcs: &Dcs, reply: &ReplyTo<'_>, out: &mut Vec<u8>) {
+    let Some(origin) = reply.origin else { return };
+    if !dcs.catalog().cors_allows(reply.host, origin) {
+        out.extend_from_slice(b"Vary: Origin\r\n");
+        return;
     }
+    out.extend_from_slice(b"Access-Control-Allow-Origin: ");
+    out.extend_from_slice(origin);
+    out.extend_from_slice(b"\r\nAccess-Control-Allow-Credentials: true\r\nVary: Origin\r\n");
+}
+
+/// `OPTIONS` on a DCS route (docs/http-api.md §7): `204` with the preflight headers when
+/// `Access-Control-Request-Method` is present, else `204` with `Allow`; CORS as for any answer.
+pub fn preflight(dcs: &Dcs, req: &Request<'_>, route: Route, out: &mut Vec<u8>) -> u16 {
+    dcs.start_response(out, 204, req.now);
+    if req.head.ac_request_method.is_some() {
+        out.extend_from_slice(b"Access-Control-Allow-Methods: ");
+        out.extend_from_slice(route.cors_methods().as_bytes());
+        out.extend_from_slice(
+            b"\r\nAccess-Control-Allow-Headers: Content-Type\r\nAccess-Control-Max-Age: 86400\r\n",
+        );
+    } else {
+        out.extend_from_slice(b"Allow: ");
+        out.extend_from_slice(route.allow().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    push_cors(dcs, &ReplyTo::of(req), out);
+    push_conn_header(out, req.conn);
+    out.extend_from_slice(b"\r\n");
+    204
 }
 
 #[cfg(test)]
