@@ -10,6 +10,7 @@ use dcsd::catalog::{self, Catalog};
 use dcsd::config::{Cli, Config, ConfigError};
 use dcsd::log;
 use dcsd::pipeline::{Dcs, Shared};
+use dcsd::runtime::fds::{self, ConnectionPlan, FdDemand};
 use dcsd::runtime::notify::sd_notify;
 use dcsd::runtime::{worker_count, RuntimeConfig, Server};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -43,9 +44,18 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let threads = worker_count(config.server.threads);
+    let plan = connection_plan(&config, &catalog, threads);
     if cli.check {
+        // The first line stays `ok: …` for scripts; a lowered budget follows it.
         println!("{}", config.summary(catalog.counts()));
+        if plan.lowered() {
+            println!("warning: {plan}");
+        }
         return ExitCode::SUCCESS;
+    }
+    if plan.lowered() {
+        log!(Warn, "{plan}");
     }
     for s in config.inactive_settings() {
         log!(Warn, "setting has no effect in this version: {s}");
@@ -61,7 +71,8 @@ fn main() -> ExitCode {
     // Held for the life of the process: dropping it stops the demo partner.
     let _demo_partner = start_demo_partner(&cli, &config);
     let drain_ms = config.server.drain_ms;
-    let rt = RuntimeConfig::from_config(&config, worker_count(config.server.threads));
+    let mut rt = RuntimeConfig::from_config(&config, threads);
+    rt.max_connections = plan.effective;
     // The snapshot is restored here, before any socket is bound.
     let shared = Arc::new(Shared::new(config, catalog, rt.threads));
     let snapshotter = match shared.start_snapshotter() {
@@ -149,6 +160,26 @@ fn start_demo_partner(cli: &Cli, config: &Config) -> Option<dcsd::sim::SimHandle
             None
         }
     }
+}
+
+/// Raises `RLIMIT_NOFILE` to its hard limit and fits `limits.max_connections` under it
+/// (docs/configuration.md §3.2).
+fn connection_plan(config: &Config, catalog: &Catalog, threads: usize) -> ConnectionPlan {
+    let nofile = fds::raise_nofile_limit();
+    if let Some(from) = nofile.raised_from {
+        log!(Info, "raised the open-files limit (RLIMIT_NOFILE) from {from} to {}", nofile.soft);
+    }
+    fds::plan_connections(
+        nofile.soft,
+        &FdDemand {
+            listen_addrs: config.server.listen.len(),
+            admin_addrs: config.server.admin_listen.len(),
+            workers: threads,
+            partner_conns_per_core: catalog.partner_conns_per_core(),
+            max_connections: config.limits.max_connections,
+            admin_max_connections: config.limits.admin_max_connections,
+        },
+    )
 }
 
 /// One line per listener, then one `ready` line naming every listener (what tests and

@@ -39,12 +39,25 @@ pub struct CoreMetrics {
     conns_open: AtomicU64,
     /// Client connections accepted on this core.
     conns_accepted: AtomicU64,
-    /// Client connections closed at once because `max_connections` was reached.
-    conns_rejected: AtomicU64,
+    /// Client connections closed at once, by [`ConnRejected`] reason.
+    conns_rejected: [AtomicU64; 3],
+    /// `accept` calls that failed (EMFILE and the like).
+    accept_errors: AtomicU64,
     /// Trait realizations recorded.
     traits_realized: AtomicU64,
     /// `d_sid` values ignored, by [`SID_IGNORED`] reason.
     sid_ignored: [AtomicU64; 3],
+}
+
+/// Why a new connection was closed at once, without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnRejected {
+    /// `limits.max_connections` public connections were open.
+    MaxConnections = 0,
+    /// Its client address had `limits.max_connections_per_ip` open.
+    PerIp = 1,
+    /// `limits.admin_max_connections` admin connections were open.
+    Admin = 2,
 }
 
 /// Why a `d_sid` value was ignored (label of `dcsd_sid_ignored_total`).
@@ -94,7 +107,8 @@ impl CoreMetrics {
             sum_ns: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             conns_open: AtomicU64::new(0),
             conns_accepted: AtomicU64::new(0),
-            conns_rejected: AtomicU64::new(0),
+            conns_rejected: std::array::from_fn(|_| AtomicU64::new(0)),
+            accept_errors: AtomicU64::new(0),
             traits_realized: AtomicU64::new(0),
             sid_ignored: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -122,9 +136,14 @@ impl CoreMetrics {
         self.conns_open.store(self.conns_open.load(Relaxed).saturating_sub(1), Relaxed);
     }
 
-    /// A connection was refused because of `max_connections`.
-    pub fn conn_rejected(&self) {
-        bump(&self.conns_rejected, 1);
+    /// A new connection was closed at once.
+    pub fn conn_rejected(&self, why: ConnRejected) {
+        bump(&self.conns_rejected[why as usize], 1);
+    }
+
+    /// An `accept` failed.
+    pub fn accept_failed(&self) {
+        bump(&self.accept_errors, 1);
     }
 
     /// A request realized `traits` traits and ignored `sid_ignored[i]` `d_sid` values for
@@ -202,7 +221,8 @@ impl Registry {
                 writeln!(out, "dcsd_http_request_duration_seconds_sum{{{labels}}} {}", sum_ns as f64 / 1e9);
             let _ = writeln!(out, "dcsd_http_request_duration_seconds_count{{{labels}}} {count}");
         }
-        let gauges: [(&str, &str, &str, u64); 3] = [
+        let rejected = |why: ConnRejected| sum(&|c| c.conns_rejected[why as usize].load(Relaxed));
+        let gauges: [(&str, &str, &str, u64); 6] = [
             (
                 "dcsd_http_connections_open",
                 "gauge",
@@ -218,8 +238,26 @@ impl Registry {
             (
                 "dcsd_http_connections_rejected_total",
                 "counter",
-                "Client connections closed at once because max_connections was reached.",
-                sum(&|c| c.conns_rejected.load(Relaxed)),
+                "Public connections closed at once because max_connections was reached.",
+                rejected(ConnRejected::MaxConnections),
+            ),
+            (
+                "dcsd_http_connections_rejected_per_ip_total",
+                "counter",
+                "Public connections closed at once because their address had max_connections_per_ip open.",
+                rejected(ConnRejected::PerIp),
+            ),
+            (
+                "dcsd_http_connections_rejected_admin_total",
+                "counter",
+                "Admin connections closed at once because admin_max_connections was reached.",
+                rejected(ConnRejected::Admin),
+            ),
+            (
+                "dcsd_http_accept_errors_total",
+                "counter",
+                "Failed accept calls (such as EMFILE); the listener backs off and retries.",
+                sum(&|c| c.accept_errors.load(Relaxed)),
             ),
         ];
         for (name, kind, help, v) in gauges {
@@ -255,6 +293,10 @@ mod tests {
         reg.core(1).record(0, 200, Duration::from_micros(2_000_000));
         reg.core(1).record(5, 404, Duration::from_micros(1));
         reg.core(0).conn_opened();
+        reg.core(1).conn_rejected(ConnRejected::PerIp);
+        reg.core(0).conn_rejected(ConnRejected::PerIp);
+        reg.core(0).conn_rejected(ConnRejected::Admin);
+        reg.core(1).accept_failed();
         let mut s = String::new();
         reg.render(&mut s);
         assert!(s.contains("dcsd_http_requests_total{route=\"event\",status=\"200\"} 2\n"), "{s}");
@@ -263,6 +305,10 @@ mod tests {
         assert!(s.contains("route=\"event\",status=\"200\",le=\"1\"} 1\n"));
         assert!(s.contains("route=\"event\",status=\"200\",le=\"+Inf\"} 2\n"));
         assert!(s.contains("dcsd_http_connections_open 1\n"));
+        assert!(s.contains("dcsd_http_connections_rejected_total 0\n"), "{s}");
+        assert!(s.contains("dcsd_http_connections_rejected_per_ip_total 2\n"), "{s}");
+        assert!(s.contains("dcsd_http_connections_rejected_admin_total 1\n"), "{s}");
+        assert!(s.contains("dcsd_http_accept_errors_total 1\n"), "{s}");
         assert_eq!(reg.requests(0, 200), 2);
     }
 }

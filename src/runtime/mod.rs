@@ -7,8 +7,21 @@
 //! service with the factory on its own thread — and returns when every core is accepting.
 //! [`Server::drain`] stops them. The runtime knows threads, sockets, connection budgets and
 //! drain; it knows nothing of what the service does with a request.
+//!
+//! Connection budgets (docs/configuration.md §3.2), all process-wide atomics checked on
+//! accept, where a refused connection is closed at once without being read:
+//! * public listeners: `max_connections` (lowered by `main` to what `RLIMIT_NOFILE` allows, see
+//!   [`fds`]) and `max_connections_per_ip` (a lock-free sketch, `per_ip.rs`);
+//! * admin listeners: `admin_max_connections`, a budget of their own that public traffic
+//!   cannot take; no per-address cap there.
+//!
+//! A failed `accept` (EMFILE, …) backs off from 5 ms to 1 s and warns at most once a second
+//! per worker (`backoff.rs`).
 
+mod backoff;
+pub mod fds;
 pub mod notify;
+mod per_ip;
 mod worker;
 
 use std::net::SocketAddr;
@@ -22,6 +35,8 @@ use crossbeam_utils::CachePadded;
 use crate::config::{Config, Driver};
 use crate::http::conn::{ConnConfig, ListenerKind, Service};
 use crate::metrics::Registry;
+
+use per_ip::PerIpCounts;
 
 /// How often a worker looks at the process-wide drain flag.
 const WATCH_INTERVAL: Duration = Duration::from_millis(20);
@@ -39,14 +54,27 @@ pub struct RuntimeConfig {
     pub driver: Driver,
     /// Per-connection limits and time-outs.
     pub conn: ConnConfig,
-    /// Open client connections allowed in the process (`limits.max_connections`).
+    /// Open public connections allowed in the process (`limits.max_connections`, after
+    /// [`fds::plan_connections`]).
     pub max_connections: usize,
+    /// Open public connections allowed per client address; 0 = no cap.
+    pub max_connections_per_ip: usize,
+    /// Open admin connections allowed in the process, a budget of their own.
+    pub admin_max_connections: usize,
 }
 
 /// Process-wide runtime state the workers share.
 struct State {
-    /// Open client connections, all cores (for `max_connections`).
+    /// Open public connections, all cores (for `max_connections`).
     open_conns: CachePadded<AtomicUsize>,
+    /// Open admin connections, all cores (for `admin_max_connections`).
+    admin_conns: CachePadded<AtomicUsize>,
+    /// `max_connections`.
+    max_conns: usize,
+    /// `admin_max_connections`.
+    admin_max_conns: usize,
+    /// Open public connections per client address; `None` without a cap.
+    per_ip: Option<PerIpCounts>,
     /// Set once when draining starts.
     draining: AtomicBool,
     /// The service's metrics; the runtime counts connections in each worker's block.
@@ -107,6 +135,8 @@ impl RuntimeConfig {
                 keepalive_timeout: Duration::from_millis(l.keepalive_timeout_ms),
             },
             max_connections: l.max_connections,
+            max_connections_per_ip: l.max_connections_per_ip,
+            admin_max_connections: l.admin_max_connections,
         }
     }
 }
@@ -140,11 +170,19 @@ impl Server {
         let threads = cfg.threads.max(1);
         let driver = choose_driver(cfg.driver)?;
         let (sockets, addrs, admin_addrs) = bind_all(&cfg, threads)?;
+        let cap = u32::try_from(cfg.max_connections_per_ip).unwrap_or(u32::MAX);
         let state = Arc::new(State {
             open_conns: CachePadded::new(AtomicUsize::new(0)),
+            admin_conns: CachePadded::new(AtomicUsize::new(0)),
+            max_conns: cfg.max_connections,
+            admin_max_conns: cfg.admin_max_connections,
+            per_ip: (cap > 0).then(|| PerIpCounts::new(cap, cfg.max_connections)),
             draining: AtomicBool::new(false),
             metrics,
         });
+        if let Some(p) = &state.per_ip {
+            crate::log!(Debug, "max_connections_per_ip = {cap}: {} KiB of counters", p.bytes() >> 10);
+        }
         let factory = Arc::new(factory);
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut workers = Vec::with_capacity(threads);
@@ -155,7 +193,6 @@ impl Server {
                 driver,
                 listeners,
                 conn: cfg.conn,
-                max_connections: cfg.max_connections,
                 state: state.clone(),
             };
             let (tx, factory) = (ready_tx.clone(), factory.clone());

@@ -1,19 +1,23 @@
 //! One worker: a pinned thread running its own monoio runtime, its service, its listeners'
-//! accept loops, its connections and its drain watcher. Nothing here waits on another core.
+//! accept loops, its connections and its drain watcher. Nothing here waits on another core;
+//! the connection budgets are process-wide atomics (no lock).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::net::TcpListener;
 
 use crate::http::conn::{self, ConnConfig, ListenerKind, Service};
 use crate::http::drain::Drain;
+use crate::metrics::ConnRejected;
 
+use super::backoff::{AcceptBackoff, WarnEvery};
+use super::per_ip::IpSlots;
 use super::{IoDriver, State, WATCH_INTERVAL};
 
 /// io_uring submission queue entries per worker.
@@ -26,22 +30,26 @@ pub(super) struct Spec {
     pub driver: IoDriver,
     pub listeners: Vec<(std::net::TcpListener, ListenerKind)>,
     pub conn: ConnConfig,
-    pub max_connections: usize,
     pub state: Arc<State>,
 }
 
-/// This worker's share of the connection budget.
+/// This worker's view of the connection budgets.
 struct Budget {
     index: usize,
-    max: usize,
-    /// Open connections on this core.
+    /// Open connections on this core, public and admin (drain waits for 0).
     open: Cell<usize>,
+    /// Accept warnings of this worker, at most one a second.
+    warn: WarnEvery,
     state: Arc<State>,
 }
 
-/// Holds one slot of the connection budget; released on drop.
+/// Holds one connection's place in its budget (and its address's counters); released on drop.
 struct Slot {
     budget: Rc<Budget>,
+    /// An admin connection (counted in `admin_conns`, not `open_conns`).
+    admin: bool,
+    /// The per-address counters it holds, when there is a cap.
+    ip: Option<IpSlots>,
 }
 
 /// io_uring setup with `COOP_TASKRUN`: completions are not delivered by task-work interrupts,
@@ -84,11 +92,12 @@ where
     F: Fn(usize) -> S,
     S: Service + 'static,
 {
-    let Spec { index, listeners, conn, max_connections, state, .. } = spec;
+    let Spec { index, listeners, conn, state, .. } = spec;
     // Built here, on the worker's own thread and runtime: the service holds per-core state.
     let svc = Rc::new(factory(index));
     let drain = Rc::new(Drain::new());
-    let budget = Rc::new(Budget { index, max: max_connections, open: Cell::new(0), state: state.clone() });
+    let budget =
+        Rc::new(Budget { index, open: Cell::new(0), warn: WarnEvery::default(), state: state.clone() });
     let mut accepting = Vec::new();
     for (std_listener, kind) in listeners {
         match TcpListener::from_std(std_listener) {
@@ -124,6 +133,7 @@ async fn accept_loop<S: Service + 'static>(
     drain: Rc<Drain>,
     budget: Rc<Budget>,
 ) {
+    let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
@@ -131,7 +141,9 @@ async fn accept_loop<S: Service + 'static>(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let Some(slot) = Budget::try_take(&budget, peer) else {
+                backoff.succeeded();
+                // Refused: closed at once, nothing read (docs/http-api.md §1).
+                let Some(slot) = Budget::try_take(&budget, peer, kind) else {
                     drop(stream);
                     continue;
                 };
@@ -142,29 +154,82 @@ async fn accept_loop<S: Service + 'static>(
                 });
             }
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning; the listener stays.
-                crate::log!(Warn, "accept failed: {e}");
-                monoio::time::sleep(Duration::from_millis(10)).await;
+                // EMFILE and friends leave the connection in the backlog: wait, longer each
+                // time, instead of spinning on it; the listener stays.
+                let wait = backoff.failed();
+                budget.accept_failed(&e, wait);
+                monoio::select! {
+                    _ = monoio::time::sleep(wait) => {},
+                    _ = drain.wait() => return,
+                }
             }
         }
     }
 }
 
+/// Takes a place in `max` by counting one more in `open`; `false` (counting nothing) when full.
+fn take(open: &AtomicUsize, max: usize) -> bool {
+    if open.fetch_add(1, Ordering::Relaxed) >= max {
+        open.fetch_sub(1, Ordering::Relaxed);
+        return false;
+    }
+    true
+}
+
+/// A public connection's place: its address's counters (when capped), then `max_connections`.
+fn take_public(st: &State, peer: SocketAddr) -> Result<Option<IpSlots>, ConnRejected> {
+    let ip = match &st.per_ip {
+        Some(counts) => Some(counts.try_add(peer.ip()).ok_or(ConnRejected::PerIp)?),
+        None => None,
+    };
+    if !take(&st.open_conns, st.max_conns) {
+        if let (Some(counts), Some(slots)) = (&st.per_ip, ip) {
+            counts.remove(slots);
+        }
+        return Err(ConnRejected::MaxConnections);
+    }
+    Ok(ip)
+}
+
 // === impl Budget ===
 
 impl Budget {
-    /// Takes a connection slot, or `None` when `max` connections are open process-wide (the
-    /// caller closes the new connection at once).
-    fn try_take(this: &Rc<Budget>, _peer: SocketAddr) -> Option<Slot> {
-        let metrics = this.state.metrics.core(this.index);
-        if this.state.open_conns.fetch_add(1, Ordering::Relaxed) >= this.max {
-            this.state.open_conns.fetch_sub(1, Ordering::Relaxed);
-            metrics.conn_rejected();
-            return None;
+    /// Takes a place for a connection from `peer` on a `kind` listener, or `None` when its
+    /// budget (or its address's cap) is full: the caller closes the connection at once.
+    /// Admin connections count only against `admin_max_connections`; public ones against the
+    /// per-address cap, then `max_connections`.
+    fn try_take(this: &Rc<Budget>, peer: SocketAddr, kind: ListenerKind) -> Option<Slot> {
+        let (st, metrics) = (&*this.state, this.state.metrics.core(this.index));
+        let admin = kind == ListenerKind::Admin;
+        let taken = if admin {
+            take(&st.admin_conns, st.admin_max_conns).then_some(None).ok_or(ConnRejected::Admin)
+        } else {
+            take_public(st, peer)
+        };
+        match taken {
+            Ok(ip) => {
+                metrics.conn_opened();
+                this.open.set(this.open.get() + 1);
+                Some(Slot { budget: this.clone(), admin, ip })
+            }
+            Err(why) => {
+                metrics.conn_rejected(why);
+                None
+            }
         }
-        metrics.conn_opened();
-        this.open.set(this.open.get() + 1);
-        Some(Slot { budget: this.clone() })
+    }
+
+    /// Counts a failed accept and warns if this worker has not in the last second.
+    fn accept_failed(&self, e: &std::io::Error, wait: Duration) {
+        self.state.metrics.core(self.index).accept_failed();
+        if let Some(n) = self.warn.failed(Instant::now()) {
+            crate::log!(
+                Warn,
+                "w{}: accept failed ({e}); {n} failure(s) since the last warning; retrying in {} ms",
+                self.index,
+                wait.as_millis()
+            );
+        }
     }
 }
 
@@ -172,9 +237,16 @@ impl Budget {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let b = &self.budget;
+        let (b, st) = (&self.budget, &self.budget.state);
         b.open.set(b.open.get().saturating_sub(1));
-        b.state.open_conns.fetch_sub(1, Ordering::Relaxed);
-        b.state.metrics.core(b.index).conn_closed();
+        if self.admin {
+            st.admin_conns.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            st.open_conns.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let (Some(c), Some(s)) = (&st.per_ip, self.ip) {
+            c.remove(s);
+        }
+        st.metrics.core(b.index).conn_closed();
     }
 }
