@@ -234,8 +234,8 @@ fn failures_are_counted_answered_within_the_budget_and_not_cached() {
     for_each_driver(|driver| {
         let sim = Sim::start(&[]);
         let closed = free_port();
-        // A hang and a slow body outlast `timeout_ms` (150), itself over the budget (80): the
-        // answer leaves at the budget, the time-out is counted later.
+        // A hang and a slow body outlast `timeout_ms` (600), itself well over the budget (80)
+        // and its slack: the answer leaves at the budget, the time-out is counted later.
         let cases: Vec<(u32, String, &str)> = vec![
             (701, sim.url("/p701?uid=${UUID}&sim_mode=status:503"), "error"),
             (702, sim.url("/p702?uid=${UUID}&sim_mode=garbage"), "error"),
@@ -243,12 +243,12 @@ fn failures_are_counted_answered_within_the_budget_and_not_cached() {
             (704, sim.url("/p704?uid=${UUID}&sim_mode=oversize"), "error"),
             (705, sim.url("/p705?uid=${UUID}&sim_mode=reset"), "error"),
             (706, sim.url("/p706?uid=${UUID}&sim_mode=hang"), "timeout"),
-            (707, sim.url("/p707?uid=${UUID}&sim_mode=slow-body:40"), "timeout"),
+            (707, sim.url("/p707?uid=${UUID}&sim_mode=slow-body:100"), "timeout"),
             (708, format!("http://127.0.0.1:{closed}/p708?uid=${{UUID}}"), "error"),
             (709, "http://partner.invalid:9/p709?uid=${UUID}".to_string(), "error"),
         ];
         let partners: Vec<(u32, String)> =
-            cases.iter().map(|(dpid, url, _)| (*dpid, rt(url, r#""timeout_ms":150"#))).collect();
+            cases.iter().map(|(dpid, url, _)| (*dpid, rt(url, r#""timeout_ms":600"#))).collect();
         let dcs = Dcs::start(driver, 80, &partners);
         let u = uuid(1);
         for round in 1..=2u64 {
