@@ -243,11 +243,15 @@ impl Lease {
         deadline: Instant,
     ) -> Result<Answer, Failure> {
         let resp = exchange(&mut s, request, false, deadline, &LIMITS).await.map_err(Failure::from)?;
-        if resp.reusable {
+        let reusable = resp.reusable;
+        // A well-framed answer that is still a failure (a 503, a bad body) closes the
+        // connection like any other failure: only a good answer's connection is reused.
+        let answer = answer::parse(resp.status, resp.body).map_err(|_: AnswerError| Failure::Error)?;
+        if reusable {
             self.held = false;
             self.pool.give_back(s, Instant::now());
         }
-        answer::parse(resp.status, resp.body).map_err(|_: AnswerError| Failure::Error)
+        Ok(answer)
     }
 }
 

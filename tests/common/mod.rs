@@ -359,3 +359,175 @@ impl Reader {
         self.stream.write_all(raw).unwrap();
     }
 }
+
+// === the partner simulator ===
+
+/// A running `dcsd-partner-sim` process (docs/partner-sim.md), killed (by its PID) on drop.
+pub struct Sim {
+    child: Child,
+    /// The address it listens on, from its ready line.
+    pub addr: SocketAddr,
+}
+
+/// `GET /__sim/stats`.
+#[derive(Debug, serde::Deserialize)]
+pub struct SimStats {
+    /// Partner requests (admin ones excluded).
+    pub requests: u64,
+    /// Connections that carried at least one partner request.
+    pub connections: u64,
+    /// Of those, still open.
+    pub open_connections: u64,
+    /// Requests by mode name (`ok`, `hang`, …, `rejected`).
+    pub by_mode: std::collections::BTreeMap<String, u64>,
+}
+
+/// One line of `GET /__sim/requests`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SimRequest {
+    pub ts_ms: u64,
+    /// The connection's number (1, 2, … in the order they were accepted).
+    pub conn: u64,
+    pub method: String,
+    pub target: String,
+    /// In the order and spelling sent.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl SimRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The raw (still percent-encoded) value of query parameter `key` of the target.
+    pub fn query_raw(&self, key: &str) -> Option<&str> {
+        let q = self.target.split_once('?')?.1;
+        q.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    /// The percent-decoded value of query parameter `key` of the target.
+    pub fn query(&self, key: &str) -> Option<String> {
+        self.query_raw(key).map(percent_decode)
+    }
+}
+
+/// `%XX` decoded (`+` stays `+`); invalid escapes are kept as written.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Sim {
+    /// `dcsd-partner-sim --listen 127.0.0.1:0 ARGS`, once its ready line is out.
+    pub fn start(args: &[&str]) -> Sim {
+        Sim::start_at("127.0.0.1:0", args)
+    }
+
+    /// `dcsd-partner-sim --listen LISTEN ARGS`, once its ready line
+    /// (`dcsd-partner-sim listening on ADDR (N threads)`) is out — never a sleep.
+    pub fn start_at(listen: &str, args: &[&str]) -> Sim {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dcsd-partner-sim"))
+            .args(["--listen", listen])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dcsd-partner-sim");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        // Reads stderr to its end (so the simulator never blocks on a full pipe).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.starts_with("dcsd-partner-sim listening on ") => {
+                    let addr = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+                    return Sim { child, addr };
+                }
+                Ok(line) => seen.push(line),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("dcsd-partner-sim did not start: {seen:?}");
+                }
+            }
+        }
+    }
+
+    /// `http://ADDR` + `path_and_query`, for a data source's `realtime.url`.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.addr)
+    }
+
+    /// The simulator's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// One admin request on a fresh connection.
+    fn admin(&self, method: &str, target: &str) -> Response {
+        let raw = format!(
+            "{method} {target} HTTP/1.1\r\nHost: sim\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let r = try_request(self.addr, raw.as_bytes()).expect("a simulator admin answer");
+        assert_eq!(r.status, 200, "{method} {target}: {}", String::from_utf8_lossy(&r.body));
+        r
+    }
+
+    /// `GET /__sim/stats`.
+    pub fn stats(&self) -> SimStats {
+        let mut body = self.admin("GET", "/__sim/stats").body;
+        simd_json::serde::from_slice(&mut body).expect("stats JSON")
+    }
+
+    /// `GET /__sim/requests`: the kept requests, oldest first.
+    pub fn requests(&self) -> Vec<SimRequest> {
+        let body = self.admin("GET", "/__sim/requests").body;
+        let text = String::from_utf8(body).unwrap();
+        text.lines()
+            .map(|l| simd_json::serde::from_slice(&mut l.as_bytes().to_vec()).expect("a request record"))
+            .collect()
+    }
+
+    /// `POST /__sim/reset`.
+    pub fn reset(&self) {
+        self.admin("POST", "/__sim/reset");
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds; panics naming `what` after `within`.
+pub fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

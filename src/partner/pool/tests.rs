@@ -136,3 +136,27 @@ fn a_timed_out_connection_is_closed_not_reused() {
         assert_eq!(pool.open(), 0, "the timed-out connection was dropped");
     });
 }
+
+#[test]
+fn a_well_framed_failure_closes_its_connection() {
+    block_on(async {
+        const BAD: [&[u8]; 2] = [
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n{\"segments\":5}",
+        ];
+        for answer in BAD {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            monoio::spawn(partner(l, answer));
+            let reg = PartnerRegistry::default();
+            let pool = Pool::new(spec(addr, 4, 5), reg.register(7));
+            let r = pool
+                .try_lease(Instant::now())
+                .unwrap()
+                .call(b"GET / HTTP/1.1\r\nHost: p\r\n\r\n".to_vec(), Instant::now())
+                .await;
+            assert_eq!(r.outcome, Outcome::Error);
+            assert_eq!(pool.open(), 0, "kept alive by the partner, closed by the client");
+        }
+    });
+}
