@@ -2,11 +2,20 @@
 //! nesting depth, keywords) and the boolean layer ([`BoolGrammar`]: `OR` over `AND` over each
 //! grammar's unary terms). Each grammar keeps only its own tokens and terms.
 
-use super::rule::RuleError;
+use std::fmt;
 
 /// Deepest nesting of parentheses and `NOT` accepted, so that hostile rules cannot exhaust the
 /// stack.
 pub const MAX_DEPTH: usize = 64;
+
+/// A rule that does not parse (either grammar).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleError {
+    /// Byte offset in the rule.
+    pub pos: usize,
+    /// What was wrong.
+    pub msg: String,
+}
 
 /// A lexer's position in a rule.
 pub(super) struct Cursor<'a> {
@@ -106,6 +115,16 @@ impl<'a> Cursor<'a> {
         self.depth = self.depth.saturating_sub(1);
     }
 }
+
+// === impl RuleError ===
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at {}: {}", self.pos, self.msg)
+    }
+}
+
+impl std::error::Error for RuleError {}
 
 /// A parse error at byte offset `pos`.
 pub(super) fn err(pos: usize, msg: &str) -> RuleError {

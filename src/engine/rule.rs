@@ -27,11 +27,9 @@
 //! value is not a number; an operand that is not a number is rejected at load (such a rule
 //! could never be true). Any comparison on an absent key is false.
 
-use std::fmt;
-
 use super::lex::{err, BoolGrammar, Cursor};
 
-pub use super::lex::MAX_DEPTH;
+pub use super::lex::{RuleError, MAX_DEPTH};
 
 /// A parsed trait rule.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,15 +89,6 @@ pub enum Operand {
     Num(f64, Box<[u8]>),
     /// A quoted string or a bareword.
     Str(Box<[u8]>),
-}
-
-/// A rule that does not parse.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RuleError {
-    /// Byte offset in the rule.
-    pub pos: usize,
-    /// What was wrong.
-    pub msg: String,
 }
 
 /// Tokens.
@@ -230,16 +219,6 @@ impl Operand {
         }
     }
 }
-
-// === impl RuleError ===
-
-impl fmt::Display for RuleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "at {}: {}", self.pos, self.msg)
-    }
-}
-
-impl std::error::Error for RuleError {}
 
 // === impl Parser ===
 

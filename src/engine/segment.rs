@@ -26,8 +26,7 @@
 
 use rustc_hash::FxHashMap;
 
-use super::lex::{err, BoolGrammar, Cursor};
-use super::rule::RuleError;
+use super::lex::{err, BoolGrammar, Cursor, RuleError};
 use crate::table::Profile;
 
 /// A parsed segment rule.

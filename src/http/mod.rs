@@ -17,7 +17,7 @@ pub mod response;
 pub mod sock;
 pub mod url;
 
-pub use request::{parse_head, Body, Head, HeadLimits, Method, Parsed, Span, Version};
+pub use request::{host_without_port, parse_head, Body, Head, HeadLimits, Method, Parsed, Span, Version};
 
 /// Most headers a request may carry (docs/http-api.md §1: more is a 431).
 pub const MAX_HEADERS: usize = 64;

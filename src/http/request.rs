@@ -310,6 +310,14 @@ fn read_headers(
     Ok(())
 }
 
+/// `host[:port]` or `[v6]:port` → the host part (docs/http-api.md §6.5: matched without the port).
+pub fn host_without_port(h: &[u8]) -> &[u8] {
+    if h.first() == Some(&b'[') {
+        return h.iter().position(|&b| b == b']').map_or(h, |i| &h[..=i]);
+    }
+    h.iter().position(|&b| b == b':').map_or(h, |i| &h[..i])
+}
+
 /// Splits the target into path and query; absolute-form targets also give the host.
 fn split_target(head: &mut Head, buf: &[u8], target: Span) -> Result<(), HttpError> {
     let bytes = target.get(buf);

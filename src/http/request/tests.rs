@@ -152,3 +152,11 @@ fn the_server_token_header_is_indexed_first_wins() {
     assert_eq!(complete(raw).dcs_token.unwrap().get(raw), b"s3cret-0123456789");
     assert!(complete(b"GET /event HTTP/1.1\r\nHost: x\r\nX-DCS-Tokens: a\r\n\r\n").dcs_token.is_none());
 }
+
+#[test]
+fn ports_are_stripped() {
+    assert_eq!(host_without_port(b"acme.example:8080"), b"acme.example");
+    assert_eq!(host_without_port(b"acme.example"), b"acme.example");
+    assert_eq!(host_without_port(b"[::1]:80"), b"[::1]");
+    assert_eq!(host_without_port(b"[::1"), b"[::1");
+}

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::Catalog;
 use crate::engine::RealizeCtx;
 use crate::http::conn::{Deferred, Request};
+use crate::http::host_without_port;
 use crate::http::Method;
 use crate::identity::declared::DeclaredId;
 use crate::identity::encode_tid;
@@ -42,8 +43,8 @@ use super::super::partners::{decide, set_customer_segments, Fanout, Owner, Plann
 use super::super::signals::HeaderSignals;
 use super::super::{Dcs, Route, Work};
 use super::identity::{
-    check_host_and_org, consent_ok, cookie_id, declared_ids, ecid, host_without_port, now_s,
-    opt_out_for_consent, opted_out, record, resolve_uuid, CookieId, ProfileId,
+    check_host_and_org, consent_ok, cookie_id, declared_ids, ecid, now_s, opt_out_for_consent, opted_out,
+    record, resolve_uuid, CookieId, ProfileId,
 };
 use super::later::{Later, Waiting};
 use super::render::{preflight, DcsError, ReplyTo, INVALID_PARAMETERS};

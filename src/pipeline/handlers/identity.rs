@@ -5,6 +5,7 @@
 use crate::catalog::{Catalog, Customer};
 use crate::config::taxonomy::global_device;
 use crate::http::conn::Request;
+use crate::http::host_without_port;
 use crate::identity::declared::DeclaredId;
 use crate::identity::{cookie_value, Uuid};
 use crate::privacy::tcf::TcString;
@@ -72,14 +73,6 @@ pub fn check_host_and_org(
         return None;
     }
     Some(customer)
-}
-
-/// `host[:port]` or `[v6]:port` → the host part (docs/http-api.md §6.5: matched without the port).
-pub fn host_without_port(h: &[u8]) -> &[u8] {
-    if h.first() == Some(&b'[') {
-        return h.iter().position(|&b| b == b']').map_or(h, |i| &h[..=i]);
-    }
-    h.iter().position(|&b| b == b':').map_or(h, |i| &h[..i])
 }
 
 /// The request's declared IDs, validated for the host's customer (docs/http-api.md §5.2), then counted
@@ -278,17 +271,4 @@ pub fn fresh_id(dcs: &Dcs) -> ProfileId {
 /// Error 171 for `id`.
 pub fn opted_out(id: &[u8]) -> DcsError {
     DcsError { code: 171, msg: format!("Encountered opt out tag for id {}", String::from_utf8_lossy(id)) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports_are_stripped() {
-        assert_eq!(host_without_port(b"acme.example:8080"), b"acme.example");
-        assert_eq!(host_without_port(b"acme.example"), b"acme.example");
-        assert_eq!(host_without_port(b"[::1]:80"), b"[::1]");
-        assert_eq!(host_without_port(b"[::1"), b"[::1");
-    }
 }

@@ -7,7 +7,7 @@ use crate::http::url::encode_location_into;
 use crate::http::Method;
 
 use super::super::{Dcs, Route};
-use super::identity::host_without_port;
+use crate::http::host_without_port;
 
 /// nginx's `empty_gif`: the 43-byte transparent 1×1 GIF89a.
 pub const PIXEL_GIF: [u8; 43] = [
