@@ -11,16 +11,21 @@
 //!   metrics); routing, rate limiting, `/event`, `/ibs:`, `/demoptout`, `/healthz`, `/metrics`.
 //! * [`catalog`] — the taxonomy compiled for requests: the engine plus O(1) lookups (host →
 //!   customer and its flags and privacy switches, org, integration code, data-source access,
-//!   redirect domains); immutable, shared, swapped whole on reload.
+//!   redirect domains, the customer's real-time partners); immutable, shared, swapped whole
+//!   on reload.
+//! * [`partner`] — the real-time partner client: URL templates compiled at load (host names
+//!   resolved then), per-core keep-alive pools with circuit breakers, one call under its
+//!   time-out, answers parsed; it knows nothing of what a request does with them.
 //! * [`engine`] — trait rules indexed by key, segments with recency and frequency,
 //!   destinations; pure, no IO, with per-core scratch.
 //! * [`table`] — the shared profile table (lock-free reads, RCU writes with epoch reclamation,
 //!   CLOCK eviction) and its snapshot file, written by its own thread.
 //! * [`identity`] — profile IDs (38-digit UUIDs), the `demdex` cookie, declared IDs; pure, no IO.
 //! * [`privacy`] — IAB TCF v2.2 consent strings; pure, no IO.
-//! * [`http`] — the HTTP/1.1 codec over httparse: head parsing with limits, chunked bodies,
-//!   response writing with a cached `Date`, the per-connection keep-alive loop and the drain
-//!   signal, and the URL grammar of redirect targets and origins with the `Location` encoder
+//! * [`http`] — the HTTP/1.1 codec over httparse in two roles: the server's head parsing with
+//!   limits, chunked bodies, response writing with a cached `Date`, the per-connection
+//!   keep-alive loop and the drain signal; the partner client's response reader
+//!   ([`http::client`]); and the URL grammar of redirect targets and origins with the `Location` encoder
 //!   ([`http::url`], which `config` uses to validate origins). Needs nothing above it.
 //! * [`config`] — the command line (clap), `dcsd.toml` and the taxonomy document: data and
 //!   validation only.
@@ -40,11 +45,13 @@
 //! [`pipeline::route`] → rate limit → handler (for `/event`: [`pipeline::params`] decodes the
 //! pairs once → host/org checks → [`identity::declared`] (validated, denylisted) → profile ID →
 //! opt-out and consent ([`privacy::tcf`]) → [`engine`] realizes traits from the pairs and the
-//! header signals ([`pipeline::signals`]) → one atomic [`table`] update records the
-//! realizations, IDs and segments → destinations → response; `/ibs:` and `/demoptout` share the
-//! identity steps) → response
-//! bytes appended to the connection's write buffer → one write per batch of pipelined requests
-//! → keep alive or close. Nothing on the request path waits on another core.
+//! header signals ([`pipeline::signals`]) → real-time partners ([`pipeline::partners`]: a JSON
+//! request with partners to call returns a future to the connection loop and waits at most
+//! `partners.budget_ms` without holding any per-core borrow; a pixel request's calls run on) →
+//! one atomic [`table`] update records the realizations (partner traits included), IDs and
+//! segments → destinations → response; `/ibs:` and `/demoptout` share the identity steps) →
+//! response bytes appended to the connection's write buffer → one write per batch of pipelined
+//! requests → keep alive or close. Nothing on the request path waits on another core.
 
 pub mod catalog;
 pub mod config;
