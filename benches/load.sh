@@ -242,7 +242,9 @@ start_partner() {
   SIM_PORT=$PORT
   log "start partner stand-in ($PARTNER_BIN), delay $d ms, 1 thread, CPU $LOADGEN_CPU, 127.0.0.1:$SIM_PORT"
   local extra
-  read -r -a extra <<< "${PARTNER_EXTRA_ARGS:-}"
+  # The crate's stand-in keeps no request records while measured (--keep 0: no lock, no copy
+  # per request); another stand-in gets only what PARTNER_EXTRA_ARGS says.
+  read -r -a extra <<< "${PARTNER_EXTRA_ARGS-$([[ $PARTNER_ARGS_STYLE == listen ]] && echo --keep 0)}"
   start_server "$label" "$LOADGEN_CPU" "$PARTNER_BIN" "--$PARTNER_ARGS_STYLE" "127.0.0.1:$SIM_PORT" --threads 1 \
     "${delay[@]}" "${extra[@]}"
   SIM_PID=$SRV_PID
