@@ -21,6 +21,9 @@
 //! * [`http`] — the HTTP/1.1 codec over httparse: head parsing with limits, chunked bodies,
 //!   response writing with a cached `Date`, the per-connection keep-alive loop and the drain
 //!   signal. Needs nothing above it.
+//! * [`tls`] — rustls for both roles, beside `http` (uses only its `Transport`): HTTPS on
+//!   `tls.tls_listen` (certificates checked at load and swapped on reload, SNI, session
+//!   tickets and cache shared by every core) and `https://` partner calls.
 //! * [`config`] — the command line (clap), `dcsd.toml` and the taxonomy document: data and
 //!   validation only.
 //! * [`metrics`] — per-core counters and latency histograms, summed only when scraped.
@@ -60,6 +63,7 @@ pub mod privacy;
 pub mod runtime;
 pub mod sim;
 pub mod table;
+pub mod tls;
 
 /// The daemon's version, as sent in the `DCS` response header.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

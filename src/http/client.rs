@@ -20,12 +20,11 @@
 use std::fmt;
 use std::time::Instant;
 
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::time::Instant as Deadline;
 
 use super::chunked::ChunkedDecoder;
 use super::framing::{has_token, is_chunked, merge_content_length};
+use super::io::Transport;
 use super::MAX_HEADERS;
 
 /// Why a partner exchange failed. `Copy`, no allocation.
@@ -171,7 +170,7 @@ pub fn parse_response_head(
 ///
 /// # Errors
 /// Any [`ClientError`]; the connection must then be closed.
-pub async fn exchange<S: AsyncReadRent + AsyncWriteRentExt>(
+pub async fn exchange<S: Transport>(
     stream: &mut S,
     request: Vec<u8>,
     buf: Vec<u8>,
@@ -180,7 +179,7 @@ pub async fn exchange<S: AsyncReadRent + AsyncWriteRentExt>(
     limits: &ClientLimits,
 ) -> (Result<Response, ClientError>, Vec<u8>, Vec<u8>) {
     let at = Deadline::from_std(deadline);
-    let request = match monoio::time::timeout_at(at, stream.write_all(request)).await {
+    let request = match monoio::time::timeout_at(at, stream.send_all(request)).await {
         Ok((Ok(_), req)) => req,
         Ok((Err(_), req)) => return (Err(ClientError::Write), req, buf),
         Err(_) => return (Err(ClientError::Timeout), Vec::new(), buf),
@@ -205,7 +204,7 @@ struct Reader<'l> {
 impl Reader<'_> {
     /// Reads a head (skipping interim 1xx heads), then the body; returns the status and
     /// whether the connection is reusable.
-    async fn read_response<S: AsyncReadRent>(
+    async fn read_response<S: Transport>(
         &mut self,
         stream: &mut S,
         head_request: bool,
@@ -235,7 +234,7 @@ impl Reader<'_> {
         Ok((head.status, complete && head.keep_alive && self.buf.is_empty()))
     }
 
-    async fn read_length<S: AsyncReadRent>(
+    async fn read_length<S: Transport>(
         &mut self,
         s: &mut S,
         n: usize,
@@ -250,7 +249,7 @@ impl Reader<'_> {
         Ok(true)
     }
 
-    async fn read_chunked<S: AsyncReadRent>(&mut self, s: &mut S, at: Deadline) -> Result<bool, ClientError> {
+    async fn read_chunked<S: Transport>(&mut self, s: &mut S, at: Deadline) -> Result<bool, ClientError> {
         let mut dec = ChunkedDecoder::default();
         let max = self.limits.max_body_bytes;
         loop {
@@ -269,11 +268,7 @@ impl Reader<'_> {
         }
     }
 
-    async fn read_to_close<S: AsyncReadRent>(
-        &mut self,
-        s: &mut S,
-        at: Deadline,
-    ) -> Result<bool, ClientError> {
+    async fn read_to_close<S: Transport>(&mut self, s: &mut S, at: Deadline) -> Result<bool, ClientError> {
         loop {
             if self.buf.len() > self.limits.max_body_bytes {
                 return Err(ClientError::TooLarge);
@@ -286,22 +281,21 @@ impl Reader<'_> {
     }
 
     /// Reads more bytes; `Ok(false)` at end of stream.
-    async fn fill<S: AsyncReadRent>(&mut self, s: &mut S, at: Deadline) -> Result<bool, ClientError> {
+    async fn fill<S: Transport>(&mut self, s: &mut S, at: Deadline) -> Result<bool, ClientError> {
         const READ_BYTES: usize = 4096;
         let cap = self.limits.max_head_bytes + self.limits.max_body_bytes + READ_BYTES;
         if self.buf.len() >= cap {
             return Err(ClientError::TooLarge);
         }
         self.buf.reserve(READ_BYTES);
-        let (len, end) = (self.buf.len(), self.buf.capacity());
         let buf = std::mem::take(&mut self.buf);
-        match monoio::time::timeout_at(at, s.read(buf.slice_mut(len..end))).await {
-            Ok((Ok(0), slice)) => {
-                self.buf = slice.into_inner();
+        match monoio::time::timeout_at(at, s.read_spare(buf)).await {
+            Ok((Ok(0), buf)) => {
+                self.buf = buf;
                 Ok(false)
             }
-            Ok((Ok(_), slice)) => {
-                self.buf = slice.into_inner();
+            Ok((Ok(_), buf)) => {
+                self.buf = buf;
                 Ok(true)
             }
             Ok((Err(_), _)) => Err(ClientError::Closed),

@@ -7,6 +7,10 @@
 //! service with the factory on its own thread — and returns when every core is accepting.
 //! [`Server::drain`] stops them. The runtime knows threads, sockets, connection budgets and
 //! drain; it knows nothing of what the service does with a request.
+//!
+//! HTTPS listeners (`tls.tls_listen`) are bound the same way; their connections are wrapped
+//! in a [`crate::tls::ServerTls`] stream before the same connection loop serves them, and
+//! each handshake's outcome is counted in the TLS metrics.
 
 pub mod notify;
 mod worker;
@@ -22,6 +26,7 @@ use crossbeam_utils::CachePadded;
 use crate::config::{Config, Driver};
 use crate::http::conn::{ConnConfig, ListenerKind, Service};
 use crate::metrics::Registry;
+use crate::tls::ServerTls;
 
 /// How often a worker looks at the process-wide drain flag.
 const WATCH_INTERVAL: Duration = Duration::from_millis(20);
@@ -33,6 +38,10 @@ pub struct RuntimeConfig {
     pub listen: Vec<SocketAddr>,
     /// Admin listeners (`/healthz`, `/metrics` only).
     pub admin_listen: Vec<SocketAddr>,
+    /// HTTPS listeners (served like `listen`), with [`RuntimeConfig::tls`].
+    pub tls_listen: Vec<SocketAddr>,
+    /// The TLS configuration shared by every core; set when `tls_listen` is not empty.
+    pub tls: Option<Arc<ServerTls>>,
     /// Worker threads (see [`worker_count`]).
     pub threads: usize,
     /// Which IO driver to use.
@@ -68,6 +77,7 @@ pub struct Server {
     workers: Vec<JoinHandle<()>>,
     addrs: Vec<SocketAddr>,
     admin_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     driver: IoDriver,
 }
 
@@ -83,8 +93,21 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// One listener socket per worker for every address, tagged with its kind.
-type Sockets = Vec<Vec<(std::net::TcpListener, ListenerKind)>>;
+/// One bound listener socket of a worker.
+pub(crate) struct Bound {
+    /// The socket.
+    socket: std::net::TcpListener,
+    /// Which routes it serves.
+    kind: ListenerKind,
+    /// It serves HTTPS.
+    tls: bool,
+}
+
+/// One listener socket per worker for every address.
+type Sockets = Vec<Vec<Bound>>;
+
+/// The addresses bound, port 0 resolved: public, admin, HTTPS.
+type Addrs = (Vec<SocketAddr>, Vec<SocketAddr>, Vec<SocketAddr>);
 
 // === impl RuntimeConfig ===
 
@@ -95,6 +118,8 @@ impl RuntimeConfig {
         RuntimeConfig {
             listen: s.listen.clone(),
             admin_listen: s.admin_listen.clone(),
+            tls_listen: config.tls.as_ref().map(|t| t.listen.clone()).unwrap_or_default(),
+            tls: None,
             threads,
             driver: s.driver,
             conn: ConnConfig {
@@ -139,7 +164,10 @@ impl Server {
         let cpus = allowed_cpus();
         let threads = cfg.threads.max(1);
         let driver = choose_driver(cfg.driver)?;
-        let (sockets, addrs, admin_addrs) = bind_all(&cfg, threads)?;
+        if !cfg.tls_listen.is_empty() && cfg.tls.is_none() {
+            return Err(StartError("tls_listen is set but no TLS configuration was loaded".into()));
+        }
+        let (sockets, (addrs, admin_addrs, tls_addrs)) = bind_all(&cfg, threads)?;
         let state = Arc::new(State {
             open_conns: CachePadded::new(AtomicUsize::new(0)),
             draining: AtomicBool::new(false),
@@ -154,6 +182,7 @@ impl Server {
                 cpu: cpus[i % cpus.len()],
                 driver,
                 listeners,
+                tls: cfg.tls.clone(),
                 conn: cfg.conn,
                 max_connections: cfg.max_connections,
                 state: state.clone(),
@@ -173,7 +202,7 @@ impl Server {
                 Err(_) => return Err(StartError("a worker exited during start-up".into())),
             }
         }
-        Ok(Server { state, workers, addrs, admin_addrs, driver })
+        Ok(Server { state, workers, addrs, admin_addrs, tls_addrs, driver })
     }
 
     /// The public listeners' addresses (port 0 resolved).
@@ -184,6 +213,11 @@ impl Server {
     /// The admin listeners' addresses.
     pub fn admin_addrs(&self) -> &[SocketAddr] {
         &self.admin_addrs
+    }
+
+    /// The HTTPS listeners' addresses.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     /// The IO driver in use.
@@ -217,30 +251,32 @@ impl Server {
     }
 }
 
-/// Binds every address `threads` times; returns the sockets per worker and the public and
-/// admin addresses with port 0 resolved.
-fn bind_all(
-    cfg: &RuntimeConfig,
-    threads: usize,
-) -> Result<(Sockets, Vec<SocketAddr>, Vec<SocketAddr>), StartError> {
+/// Binds every address `threads` times; returns the sockets per worker and the public, admin
+/// and HTTPS addresses with port 0 resolved.
+fn bind_all(cfg: &RuntimeConfig, threads: usize) -> Result<(Sockets, Addrs), StartError> {
     let public_kind = if cfg.admin_listen.is_empty() { ListenerKind::All } else { ListenerKind::Public };
     let mut sockets: Sockets = (0..threads).map(|_| Vec::new()).collect();
-    let (mut addrs, mut admin_addrs) = (Vec::new(), Vec::new());
-    for (list, kind) in [(&cfg.listen, public_kind), (&cfg.admin_listen, ListenerKind::Admin)] {
+    let mut found: Addrs = Default::default();
+    let groups = [
+        (&cfg.listen, public_kind, false),
+        (&cfg.admin_listen, ListenerKind::Admin, false),
+        (&cfg.tls_listen, public_kind, true),
+    ];
+    for (list, kind, tls) in groups {
         for addr in list {
             let bound = bind_group(*addr, threads)?;
             let local = bound[0].local_addr().map_err(|e| StartError(format!("{addr}: {e}")))?;
-            if kind == ListenerKind::Admin {
-                admin_addrs.push(local)
-            } else {
-                addrs.push(local)
+            match (kind, tls) {
+                (_, true) => found.2.push(local),
+                (ListenerKind::Admin, _) => found.1.push(local),
+                _ => found.0.push(local),
             }
-            for (i, l) in bound.into_iter().enumerate() {
-                sockets[i].push((l, kind));
+            for (i, socket) in bound.into_iter().enumerate() {
+                sockets[i].push(Bound { socket, kind, tls });
             }
         }
     }
-    Ok((sockets, addrs, admin_addrs))
+    Ok((sockets, found))
 }
 
 /// Chooses the driver once: io_uring with `COOP_TASKRUN` if the kernel sets it up.
@@ -314,6 +350,15 @@ fn parse_cpu_list(s: &str) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handshake_failure_labels_match_the_metrics() {
+        let labels = crate::tls::HandshakeError::ALL.map(|e| e.label());
+        assert_eq!(labels, crate::metrics::tls::FAILURE_REASONS);
+        for (i, e) in crate::tls::HandshakeError::ALL.iter().enumerate() {
+            assert_eq!(*e as usize, i);
+        }
+    }
 
     #[test]
     fn cpu_lists() {

@@ -13,8 +13,9 @@ use monoio::net::TcpListener;
 
 use crate::http::conn::{self, ConnConfig, ListenerKind, Service};
 use crate::http::drain::Drain;
+use crate::tls::{Handshake, HandshakeError, Report, ServerTls};
 
-use super::{IoDriver, State, WATCH_INTERVAL};
+use super::{Bound, IoDriver, State, WATCH_INTERVAL};
 
 /// io_uring submission queue entries per worker.
 const URING_ENTRIES: u32 = 1024;
@@ -24,7 +25,8 @@ pub(super) struct Spec {
     pub index: usize,
     pub cpu: usize,
     pub driver: IoDriver,
-    pub listeners: Vec<(std::net::TcpListener, ListenerKind)>,
+    pub listeners: Vec<Bound>,
+    pub tls: Option<Arc<ServerTls>>,
     pub conn: ConnConfig,
     pub max_connections: usize,
     pub state: Arc<State>,
@@ -84,16 +86,18 @@ where
     F: Fn(usize) -> S,
     S: Service + 'static,
 {
-    let Spec { index, listeners, conn, max_connections, state, .. } = spec;
+    let Spec { index, listeners, tls, conn, max_connections, state, .. } = spec;
     // Built here, on the worker's own thread and runtime: the service holds per-core state.
     let svc = Rc::new(factory(index));
     let drain = Rc::new(Drain::new());
     let budget = Rc::new(Budget { index, max: max_connections, open: Cell::new(0), state: state.clone() });
     let mut accepting = Vec::new();
-    for (std_listener, kind) in listeners {
-        match TcpListener::from_std(std_listener) {
+    for Bound { socket, kind, tls: https } in listeners {
+        match TcpListener::from_std(socket) {
             Ok(l) => {
-                let task = accept_loop(l, kind, svc.clone(), conn, drain.clone(), budget.clone());
+                let tls =
+                    if https { tls.clone().map(|t| (t, handshake_report(&state, index))) } else { None };
+                let task = accept_loop(l, kind, tls, svc.clone(), conn, drain.clone(), budget.clone());
                 accepting.push(monoio::spawn(task));
             }
             Err(e) => {
@@ -116,9 +120,19 @@ where
     }
 }
 
+/// Counts each handshake's outcome in this core's TLS metrics.
+fn handshake_report(state: &Arc<State>, core: usize) -> Report {
+    let metrics = state.metrics.clone();
+    Rc::new(move |r: Result<Handshake, HandshakeError>| match r {
+        Ok(h) => metrics.tls.handshake(core, h.tls13, h.resumed),
+        Err(e) => metrics.tls.failure(core, e as usize),
+    })
+}
+
 async fn accept_loop<S: Service + 'static>(
     listener: TcpListener,
     kind: ListenerKind,
+    tls: Option<(Arc<ServerTls>, Report)>,
     svc: Rc<S>,
     cfg: ConnConfig,
     drain: Rc<Drain>,
@@ -135,11 +149,24 @@ async fn accept_loop<S: Service + 'static>(
                     drop(stream);
                     continue;
                 };
+                let _ = stream.set_nodelay(true);
                 let (svc, drain) = (svc.clone(), drain.clone());
-                monoio::spawn(async move {
-                    conn::serve(stream, peer, kind, svc, cfg, drain).await;
-                    drop(slot);
-                });
+                match &tls {
+                    None => monoio::spawn(async move {
+                        conn::serve(stream, peer, kind, svc, cfg, drain).await;
+                        drop(slot);
+                    }),
+                    // The handshake runs in the connection's first read, under header_timeout.
+                    Some((tls, report)) => {
+                        let stream = tls.accept(stream, report.clone());
+                        monoio::spawn(async move {
+                            if let Some(stream) = stream {
+                                conn::serve(stream, peer, kind, svc, cfg, drain).await;
+                            }
+                            drop(slot);
+                        })
+                    }
+                };
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning; the listener stays.
