@@ -260,17 +260,18 @@ fn tls_settings(
         return None;
     }
     let before = errs.len();
+    let file = config.map(|p| format!("{}: ", p.display())).unwrap_or_default();
     if t.cert.is_empty() || t.key.is_empty() {
-        errs.push("tls: cert and key must both be set to serve HTTPS".into());
+        errs.push(format!("{file}[tls]: cert and key must both be set to serve HTTPS"));
     }
     if t.tls_listen.is_empty() {
-        errs.push("tls: tls_listen is empty, so the certificate would serve nothing".into());
+        errs.push(format!("{file}[tls]: tls_listen is empty, so the certificate would serve nothing"));
     }
     let plain = server.listen.iter().chain(&server.admin_listen);
     for a in t.tls_listen.iter().filter(|a| a.port() != 0) {
         if plain.clone().any(|p| p == a) {
             errs.push(format!(
-                "tls.tls_listen: {a} is also a plain listener (server.listen or admin_listen)"
+                "{file}[tls]: tls_listen {a} is also a plain listener (server.listen or admin_listen)"
             ));
         }
     }
