@@ -302,7 +302,7 @@ fn parse_template(t: &str) -> Result<Vec<Part>, SpecError> {
             _ => return Err(err(&format!("url: unknown macro ${{{name}}}"))),
         };
         if i > 0 {
-            parts.push(Part::Literal(rest[..i].as_bytes().into()));
+            parts.push(Part::Literal(rest.as_bytes()[..i].into()));
         }
         parts.push(Part::Macro(m));
         rest = &rest[i + close + 1..];
