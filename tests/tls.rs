@@ -172,6 +172,19 @@ fn keep_alive_pipelining_close_notify_and_resumption() {
                 .map(|_| r.response(false).unwrap().header("content-type").unwrap().to_string())
                 .collect();
             assert_eq!(kinds, ["image/gif", "application/json", "image/gif"], "TLS {label}");
+            // More than rustls buffers at once (16 KiB of plaintext): 400 pipelined requests,
+            // then a 30 KB form body (several TLS records).
+            r.send(&PIXEL.repeat(400));
+            for _ in 0..400 {
+                assert_eq!(r.response(false).unwrap().status, 200);
+            }
+            let body = format!("c_big={}", "x".repeat(30_000));
+            let post = format!(
+                "POST /event HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            r.send(post.as_bytes());
+            assert_eq!(r.response(false).unwrap().status, 200);
             r.send(b"GET /event?d_sid=4242 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
             let last = r.response(false).unwrap();
             assert!(last.closes());

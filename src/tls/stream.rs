@@ -1,9 +1,11 @@
 //! [`TlsStream`]: a rustls connection driven over any [`Transport`] with owned buffers, itself
 //! a [`Transport`] of plaintext.
 //!
-//! * Reads: ciphertext is read into `rbuf` (owned, moved into the IO operation), handed to
-//!   rustls (`read_tls`, `process_new_packets`), and the plaintext is appended to the caller's
-//!   buffer from rustls' own (`fill_buf`/`consume`: one copy, no unsafe code).
+//! * Reads: ciphertext is read into the spare capacity of the caller's buffer (owned, moved
+//!   into the IO operation; our own `rbuf` when it has no room), handed to rustls
+//!   (`read_tls`, `process_new_packets`), and the plaintext is appended to the caller's buffer
+//!   from rustls' own (`fill_buf`/`consume`: no unsafe code). An idle connection so holds one
+//!   read buffer, as a plain one does.
 //! * Writes: plaintext goes into rustls (encrypted into records at once), the records are
 //!   collected into `wbuf` and written with one `send_all`; a `close_notify` asked for by
 //!   [`Transport::closing`] rides in the same write, after the data.
@@ -28,9 +30,11 @@ use crate::http::Transport;
 
 use super::{Handshake, HandshakeError, Report};
 
-/// Ciphertext read per IO operation. A TLS record is up to 16 KiB + 256; smaller reads are
-/// fine (rustls reassembles), and requests and handshakes fit in one.
+/// Ciphertext read per IO operation into `rbuf`. A TLS record is up to 16 KiB + 256; smaller
+/// reads are fine (rustls reassembles), and requests and handshakes fit in one.
 const READ_BYTES: usize = 4096;
+/// Least spare capacity of the caller's buffer worth reading ciphertext into.
+const MIN_SCRATCH_BYTES: usize = 1024;
 /// How long a closing connection may take to write its `close_notify`.
 const CLOSE_NOTIFY_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 /// A write buffer grown past this for one large answer is dropped after it.
@@ -96,28 +100,42 @@ where
     /// # Errors
     /// How it failed; the alert rustls chose was sent first.
     pub async fn handshake(&mut self) -> Result<Handshake, HandshakeError> {
-        let result = self.drive_handshake().await;
+        self.handshake_with(Vec::new()).await.0
+    }
+
+    /// [`TlsStream::handshake`], reading into `scratch`'s spare capacity when it has room.
+    async fn handshake_with(&mut self, scratch: Vec<u8>) -> (Result<Handshake, HandshakeError>, Vec<u8>) {
+        let (result, scratch) = self.drive_handshake(scratch).await;
         if let Some(report) = self.report.take() {
             report(result);
         }
-        result
+        (result, scratch)
     }
 
-    async fn drive_handshake(&mut self) -> Result<Handshake, HandshakeError> {
+    async fn drive_handshake(
+        &mut self,
+        mut scratch: Vec<u8>,
+    ) -> (Result<Handshake, HandshakeError>, Vec<u8>) {
         loop {
-            if self.conn.wants_write() {
-                self.flush().await.map_err(|_| HandshakeError::Closed)?;
+            if self.conn.wants_write() && self.flush().await.is_err() {
+                return (Err(HandshakeError::Closed), scratch);
             }
             if !self.conn.is_handshaking() {
-                return Ok(self.summary());
+                return (Ok(self.summary()), scratch);
             }
-            match self.read_tls().await {
-                Ok(0) | Err(_) => return Err(HandshakeError::Closed),
+            let (res, back) = if self.rpos < self.rbuf.len() {
+                (self.feed_own().map(|_| 1), scratch)
+            } else {
+                self.read_tls(scratch).await
+            };
+            scratch = back;
+            match res {
+                Ok(0) | Err(Fail::Io(_)) => return (Err(HandshakeError::Closed), scratch),
                 Ok(_) => {}
-            }
-            if let Err(e) = self.feed() {
-                let _ = self.flush().await; // the alert
-                return Err(e);
+                Err(Fail::Tls(e)) => {
+                    let _ = self.flush().await; // the alert
+                    return (Err(e), scratch);
+                }
             }
         }
     }
@@ -130,18 +148,16 @@ where
         }
     }
 
-    /// Hands buffered ciphertext to rustls and processes it. Stops early when rustls' plaintext
-    /// buffer is full (the caller drains it first).
-    fn feed(&mut self) -> Result<(), HandshakeError> {
-        while self.rpos < self.rbuf.len() {
-            let mut rd = &self.rbuf[self.rpos..];
-            match self.conn.read_tls(&mut rd) {
-                Ok(0) => self.rpos = self.rbuf.len(), // after close_notify: the rest is ignored
-                Ok(n) => self.rpos += n,
-                Err(_) => break, // plaintext buffer full
-            }
-            self.conn.process_new_packets().map_err(|e| HandshakeError::from_rustls(&e))?;
+    /// Hands the ciphertext left in `rbuf` to rustls (after its plaintext buffer was full).
+    ///
+    /// # Errors
+    /// A TLS error, or no progress at all (rustls can take nothing more: never expected).
+    fn feed_own(&mut self) -> Result<(), Fail> {
+        let used = feed(&mut self.conn, &self.rbuf[self.rpos..]).map_err(Fail::Tls)?;
+        if used == 0 {
+            return Err(Fail::Tls(HandshakeError::Protocol));
         }
+        self.rpos += used;
         if self.rpos == self.rbuf.len() {
             self.rbuf.clear();
             self.rpos = 0;
@@ -149,15 +165,45 @@ where
         Ok(())
     }
 
-    /// Reads more ciphertext into `rbuf` (which `feed` emptied); 0 at end of stream.
-    async fn read_tls(&mut self) -> io::Result<usize> {
+    /// Reads ciphertext (its byte count, 0 at end of stream) and hands it to rustls. It is read
+    /// into the spare capacity of `scratch`, the caller's plaintext buffer, whose contents are
+    /// left as they were: an idle connection then holds one read buffer, not two. Without
+    /// room there, into `rbuf`. What rustls cannot take yet is kept in `rbuf`.
+    async fn read_tls(&mut self, scratch: Vec<u8>) -> (Result<usize, Fail>, Vec<u8>) {
+        if scratch.capacity() - scratch.len() < MIN_SCRATCH_BYTES {
+            return self.read_tls_own(scratch).await;
+        }
+        let keep = scratch.len();
+        let (res, mut scratch) = self.io.read_spare(scratch).await;
+        let n = match res {
+            Ok(0) => return (Ok(0), scratch),
+            Ok(n) => n,
+            Err(e) => return (Err(Fail::Io(e)), scratch),
+        };
+        let fed = feed(&mut self.conn, &scratch[keep..]);
+        if let Ok(used) = fed {
+            self.rbuf.clear();
+            self.rbuf.extend_from_slice(&scratch[keep + used..]);
+            self.rpos = 0;
+        }
+        scratch.truncate(keep);
+        (fed.map(|_| n).map_err(Fail::Tls), scratch)
+    }
+
+    /// [`TlsStream::read_tls`] into `rbuf`.
+    async fn read_tls_own(&mut self, scratch: Vec<u8>) -> (Result<usize, Fail>, Vec<u8>) {
         let mut buf = std::mem::take(&mut self.rbuf);
         buf.clear();
         self.rpos = 0;
         buf.reserve(READ_BYTES);
         let (res, buf) = self.io.read_spare(buf).await;
         self.rbuf = buf;
-        res
+        let res = match res {
+            Ok(0) => Ok(0),
+            Ok(n) => self.feed_own().map(|()| n),
+            Err(e) => Err(Fail::Io(e)),
+        };
+        (res, scratch)
     }
 
     /// Writes everything rustls has queued.
@@ -202,7 +248,9 @@ where
 
     async fn read_plain(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         if self.conn.is_handshaking() {
-            if let Err(e) = self.handshake().await {
+            let (res, back) = self.handshake_with(buf).await;
+            buf = back;
+            if let Err(e) = res {
                 return (Err(io::Error::other(e)), buf);
             }
         }
@@ -210,28 +258,27 @@ where
             if let Some(res) = self.take_plaintext(&mut buf) {
                 return (res, buf);
             }
-            if self.rpos < self.rbuf.len() {
+            let (res, back) = if self.rpos < self.rbuf.len() {
                 // rustls' plaintext buffer was full; it has room again.
-                if let Err(e) = self.feed() {
-                    let _ = self.flush().await;
-                    return (Err(io::Error::other(e)), buf);
+                (self.feed_own().map(|()| 1), buf)
+            } else {
+                if self.conn.wants_write() {
+                    // A key update answer.
+                    if let Err(e) = self.flush().await {
+                        return (Err(e), buf);
+                    }
                 }
-                continue;
-            }
-            if self.conn.wants_write() {
-                // A key update answer or an alert.
-                if let Err(e) = self.flush().await {
-                    return (Err(e), buf);
-                }
-            }
-            match self.read_tls().await {
+                self.read_tls(buf).await
+            };
+            buf = back;
+            match res {
                 Ok(0) => return (Ok(0), buf),
                 Ok(_) => {}
-                Err(e) => return (Err(e), buf),
-            }
-            if let Err(e) = self.feed() {
-                let _ = self.flush().await;
-                return (Err(io::Error::other(e)), buf);
+                Err(Fail::Io(e)) => return (Err(e), buf),
+                Err(Fail::Tls(e)) => {
+                    let _ = self.flush().await; // the alert
+                    return (Err(io::Error::other(e)), buf);
+                }
             }
         }
     }
@@ -262,6 +309,33 @@ where
             Err(e) => (Err(e), buf),
         }
     }
+}
+
+/// Why a read failed.
+enum Fail {
+    /// The transport failed.
+    Io(io::Error),
+    /// rustls refused what arrived (an alert was queued).
+    Tls(HandshakeError),
+}
+
+/// Hands `data` to rustls and processes it; returns how much it took (less than all when its
+/// plaintext buffer filled up; the rest after a `close_notify` is dropped as taken).
+fn feed<C, D>(conn: &mut C, mut data: &[u8]) -> Result<usize, HandshakeError>
+where
+    C: DerefMut<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
+    let total = data.len();
+    while !data.is_empty() {
+        match conn.read_tls(&mut data) {
+            Ok(0) => data = &[], // after close_notify: the rest is ignored
+            Ok(_) => {}
+            Err(_) => break, // plaintext buffer full
+        }
+        conn.process_new_packets().map_err(|e| HandshakeError::from_rustls(&e))?;
+    }
+    Ok(total - data.len())
 }
 
 impl<IO, C, D> Transport for TlsStream<IO, C>
