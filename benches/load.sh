@@ -2,7 +2,7 @@
 # Daemon-level load benchmark: dcsd against reference servers ("anchors") in ONE run, printed as
 # ONE table with ratios. Everything it uses is in this repository (benches/README.md).
 #
-# usage: benches/load.sh [--quick] [--pixel] [--partner]     (from anywhere in the repository)
+# usage: benches/load.sh [--quick] [--pixel] [--partner|--tls]   (from anywhere in the repository)
 #   (default)  anchor A: dcsd's /event against nginx empty_gif (1 worker) and minpixel
 #              (examples/minpixel.rs: monoio, 1 thread, COOP_TASKRUN): wrk c64 max throughput,
 #              oha at PIXEL_RATES latency-corrected, connection per request (wrk, oha CLOSE_RATE)
@@ -13,6 +13,13 @@
 #              generated taxonomy whose real-time data sources call it ("dcsd"; "dcsd-pN" for
 #              N sources per request), at PARTNER_RATES with PARTNER_CONNS connections; then
 #              dcsd with a partner that hangs ("hang"), at PARTNER_HANG_RATE
+#   --tls      anchor A over HTTPS: dcsd's tls_listen against nginx empty_gif with `listen ssl`
+#              (benches/anchors/nginx-pixel-tls.conf.in), both with one self-signed ECDSA P-256
+#              certificate made for the run, 1 worker each: wrk c64 keep-alive and
+#              Connection: close; new handshakes with `openssl s_time -new` and resumed ones
+#              with `-reuse` (server µs per connection); memory per idle TLS connection
+#              (TLS_IDLE_CONNS connections, each after one request; RSS growth / connection).
+#              Extra table: RUN_DIR/tls.md
 #   --quick    3 s runs, 1 repeat (a smoke test); default 10 s x 3 (pixel: about 10 min)
 #   --pixel    pixel-mode path (no d_rtbd=json) instead of JSON mode
 # environment:
@@ -55,6 +62,7 @@ for a in "$@"; do
     --quick) export QUICK=1 ;;
     --pixel) URL_PATH='/event?d_sid=1234&c_key=val' ;;
     --partner) MODE=partner ;;
+    --tls) MODE=tls ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown argument: $a (see --help)" >&2; exit 2 ;;
   esac
@@ -62,6 +70,8 @@ done
 HOST_HEADER=${HOST_HEADER-localhost}
 if [[ $MODE == pixel ]]; then
   LOAD_ONLY=${LOAD_ONLY:-"nginx minpixel dcsd"}
+elif [[ $MODE == tls ]]; then
+  LOAD_ONLY=${LOAD_ONLY:-"nginx dcsd"}
 else
   LOAD_ONLY=${LOAD_ONLY:-"direct nginx dcsd hang"}
 fi
@@ -89,7 +99,7 @@ if [[ -n "$missing" ]]; then
 fi
 
 # ------------------------------------------------------------------ binaries
-uses_dcsd() { if [[ $MODE == pixel ]]; then want dcsd; else want dcsd || want hang; fi; }
+uses_dcsd() { if [[ $MODE != partner ]]; then want dcsd; else want dcsd || want hang; fi; }
 # Binaries and examples are built by separate cargo invocations: building an example enables
 # the dev-dependencies' features, and dcsd must be the same binary as `cargo build --release`.
 build=() build_examples=()
@@ -148,7 +158,7 @@ read -r -a DCSD_EXTRA_ARGS <<< "${DCSD_ARGS:-}"
 # sample NAME URL: one request kept for the record (status, headers, body), before the load.
 sample() {
   local name=$1 url=$2 h="$RUN_DIR/raw/$1.sample.headers" b="$RUN_DIR/raw/$1.sample.body"
-  curl -s --max-time 5 -D "$h" -o "$b" "${HDR[@]}" "$url" || true
+  curl -s -k --max-time 5 -D "$h" -o "$b" "${HDR[@]}" "$url" || true
   log "  sample: $(head -1 "$h" 2>/dev/null | tr -d '\r'), $(wc -c < "$b" 2>/dev/null || echo 0) body bytes"
   grep -qE '^HTTP/1\.[01] 200' "$h" 2>/dev/null || log "  WARNING: $name did not answer 200"
   grep -i '^x-error' "$h" 2>/dev/null | tr -d '\r' | sed 's/^/  WARNING: /' >&2 || true
@@ -224,6 +234,133 @@ pixel_run() {
     measure_pixel base "$PORT"
     stop_dcsd base
   fi
+}
+
+# ------------------------------------------------------------------ anchor A over TLS
+
+: "${TLS_IDLE_CONNS:=2000}"
+TLS_MD=$RUN_DIR/tls.md
+
+# wait_https PID PORT: until an HTTPS request to PORT answers 200 (30 s).
+wait_https() {
+  local i code
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$1" 2>/dev/null || { echo "server exited during start-up" >&2; return 1; }
+    code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "https://127.0.0.1:$2$URL_PATH" "${HDR[@]}" || true)
+    [[ "$code" == 200 ]] && return 0
+    sleep 0.1
+  done
+  echo "no 200 from https://127.0.0.1:$2 within 30 s" >&2
+  return 1
+}
+
+# handshakes NAME PORT new|reuse: `openssl s_time` (one connection at a time, one request each,
+# on LOADGEN_CPU) for DURATION; prints connections/s and the server's µs per connection.
+handshakes() {
+  local name=$1 port=$2 kind=$3 out="$RUN_DIR/raw/T-$1-$3.s_time.txt" c0 c1 n secs
+  local pin
+  pin=$(pin_prefix "$LOADGEN_CPU")
+  # shellcheck disable=SC2086
+  c0=$(cpu_ns $SRV_PIDS)
+  # shellcheck disable=SC2086
+  timeout "$RUN_TIMEOUT" $pin openssl s_time -connect "127.0.0.1:$port" "-$kind" -time "$(seconds "$DURATION")" \
+    -www "$URL_PATH" > "$out" 2>&1 || true
+  # shellcheck disable=SC2086
+  c1=$(cpu_ns $SRV_PIDS)
+  read -r n secs < <(sed -n 's/^\([0-9]*\) connections in \([0-9.]*\) real seconds.*/\1 \2/p' "$out" | tail -1)
+  n=${n:-0} secs=${secs:-0}
+  awk -v n="$n" -v s="$secs" -v c="$((c1 - c0))" -v name="$name" -v kind="$kind" 'BEGIN {
+    printf "%s %s %d %.0f %.1f\n", name, kind, n, (s > 0 ? n / s : 0), (n > 0 ? c / n / 1000 : 0) }'
+}
+
+# idle_memory NAME PORT PID: RSS growth per idle TLS connection (kB), TLS_IDLE_CONNS of them.
+idle_memory() {
+  local name=$1 port=$2 pid=$3 out="$RUN_DIR/raw/T-$1-idle.txt" before after i
+  before=$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status")
+  timeout 300 python3 "$HARNESS_DIR/tls-idle.py" 127.0.0.1 "$port" "$TLS_IDLE_CONNS" "$URL_PATH" 5 > "$out" 2>&1 &
+  local py=$!
+  for ((i = 0; i < 2400; i++)); do
+    grep -q '^open' "$out" 2>/dev/null && break
+    kill -0 "$py" 2>/dev/null || break
+    sleep 0.1
+  done
+  after=$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status")
+  wait "$py" || true
+  grep -q '^open' "$out" || { log "  WARNING: idle connections for $name failed: $(tail -1 "$out")"; echo "$name idle 0 0 0"; return; }
+  awk -v n="$TLS_IDLE_CONNS" -v a="$before" -v b="$after" -v name="$name" \
+    'BEGIN { printf "%s idle %d %d %.1f\n", name, a, b, (b - a) / n }'
+}
+
+# measure_tls NAME PORT: anchor A over HTTPS against the running server SRV_PID.
+measure_tls() {
+  local name=$1 port=$2 url="https://127.0.0.1:$2$URL_PATH"
+  sample "$name" "$url"
+  mem_snapshot "$name" "$SRV_PID" idle
+  SRV_PIDS=$(tree_pids "$SRV_PID") EXTRA_PIDS=""
+  META_ANCHOR=L META_SERVER=$name META_CASE=""
+  META_CONN=keepalive
+  series wrk "T-$name-ka-wrk" "$LOADGEN_CPU" "$url" "${HDR[@]}"
+  META_CONN=close
+  series wrk "T-$name-close-wrk" "$LOADGEN_CPU" "$url" "${HDR[@]}" -H "Connection: close"
+  log "  openssl s_time -new / -reuse, ${DURATION} each"
+  handshakes "$name" "$port" new >> "$TLS_MD.data"
+  handshakes "$name" "$port" reuse >> "$TLS_MD.data"
+  log "  $TLS_IDLE_CONNS idle TLS connections"
+  # nginx: its one worker holds the connections.
+  idle_memory "$name" "$port" "$(pgrep -P "$SRV_PID" | head -1 || echo "$SRV_PID")" >> "$TLS_MD.data"
+  kill -0 "$SRV_PID" 2>/dev/null || log "  WARNING: $name exited during the load runs"
+}
+
+tls_run() {
+  log "load run (TLS anchor): $RUN_DIR  (DURATION=$DURATION REPEATS=$REPEATS WARMUP=$WARMUP; path $URL_PATH; Host ${HOST_HEADER:-<url>})"
+  local dir="$RUN_DIR/conf/tls" conf
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+  export TLS_CERT="$dir/cert.pem" TLS_KEY="$dir/key.pem"
+  : > "$TLS_MD.data"
+  if want nginx; then
+    free_port
+    conf=$(render_nginx nginx-pixel-tls.conf.in nginx 1 "$PORT")
+    log "start nginx empty_gif over TLS, 1 worker, 127.0.0.1:$PORT"
+    start_server nginx "$SERVER_CPU" nginx -c "$conf"
+    wait_port "$SRV_PID" "$PORT"
+    wait_https "$SRV_PID" "$PORT"
+    measure_tls nginx "$PORT"
+    stop_server nginx "$SRV_PID"
+  fi
+  if want dcsd; then
+    local tls_port
+    free_port
+    tls_port=$PORT
+    mkdir -p "$RUN_DIR/conf/dcsd"
+    printf '[limits]\nmax_connections_per_ip = 0\n[tls]\ncert = "%s"\nkey = "%s"\ntls_listen = ["127.0.0.1:%s"]\n' \
+      "$TLS_CERT" "$TLS_KEY" "$tls_port" > "$RUN_DIR/conf/dcsd/dcsd.toml"
+    start_dcsd dcsd "$DCSD_BIN" --config "$RUN_DIR/conf/dcsd/dcsd.toml"
+    local plain=$PORT
+    wait_https "$SRV_PID" "$tls_port"
+    measure_tls dcsd "$tls_port"
+    curl -s "http://127.0.0.1:$plain/metrics" | grep '^dcsd_tls_handshake' > "$RUN_DIR/raw/dcsd.tls-metrics.txt" || true
+    stop_dcsd dcsd
+  fi
+  {
+    echo "| TLS | nginx | dcsd | dcsd/nginx |"
+    echo "|---|---|---|---|"
+    awk '
+      { v[$1, $2] = $5 }
+      END {
+        split("new reuse idle", ks, " ")
+        label["new"] = "new handshake (s_time -new): server µs/connection"
+        label["reuse"] = "resumed handshake (s_time -reuse): server µs/connection"
+        label["idle"] = "RSS per idle TLS connection, kB"
+        for (i = 1; i <= 3; i++) {
+          k = ks[i]; a = v["nginx", k]; b = v["dcsd", k]
+          printf "| %s | %s | %s | %s |\n", label[k], (a == "" ? "–" : a), (b == "" ? "–" : b), (a > 0 && b != "" ? sprintf("%.2f", b / a) : "–")
+        }
+      }' "$TLS_MD.data"
+    awk '$2 != "idle" { printf "| %s %s: connections/s (one at a time) | | | %s |\n", $1, $2, $4 }' "$TLS_MD.data"
+    [[ -s "$RUN_DIR/raw/dcsd.tls-metrics.txt" ]] && { echo; echo "dcsd TLS counters after the run:"; sed 's/^/    /' "$RUN_DIR/raw/dcsd.tls-metrics.txt"; }
+  } > "$TLS_MD"
 }
 
 # ------------------------------------------------------------------ anchor B: partner
@@ -339,13 +476,14 @@ partner_run() {
 }
 
 # ------------------------------------------------------------------ run, report
-if [[ $MODE == pixel ]]; then pixel_run; else partner_run; fi
+case $MODE in pixel) pixel_run ;; tls) tls_run ;; *) partner_run ;; esac
 
 python3 "$REPORT_PY" "$RUN_DIR" > /dev/null || { log "report.py failed"; exit 1; }
 {
   echo "dcsd load benchmark ($MODE) $(date -u +%Y-%m-%dT%H:%M:%SZ): servers on CPU $SERVER_CPU, load generator on CPU $LOADGEN_CPU;"
-  if [[ $MODE == pixel ]]; then
+  if [[ $MODE != partner ]]; then
     echo "GET $URL_PATH (Host: ${HOST_HEADER:-127.0.0.1:PORT}); ${DURATION} runs, median of $REPEATS; c$CONNS keep-alive unless 'close'."
+    [[ $MODE == tls ]] && echo "Over HTTPS (TLS 1.3, self-signed ECDSA P-256): wrk rows below; handshakes and idle memory after them."
   else
     echo "GET $URL_PATH (Host: ${HOST_HEADER:-127.0.0.1:PORT}); oha c$PARTNER_CONNS at fixed rates; ${DURATION} runs, median of $REPEATS;"
     echo "partner stand-in on CPU $LOADGEN_CPU; dcsd: timeout_ms $PARTNER_TIMEOUT_MS, budget_ms $PARTNER_BUDGET_MS, pool $PARTNER_POOL, breaker $PARTNER_BREAKER_FAILURES/$PARTNER_BREAKER_OPEN_MS ms."
@@ -353,4 +491,5 @@ python3 "$REPORT_PY" "$RUN_DIR" > /dev/null || { log "report.py failed"; exit 1;
   echo "Ratios: < 1 is better for µs/req and latency, > 1 for req/s. Ranges: $RUN_DIR/summary.md"
   echo
   cat "$RUN_DIR/table.md"
+  if [[ $MODE == tls ]]; then echo; cat "$TLS_MD"; fi
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite (README: "run the tests"). Installs what it needs on a fresh Debian
-# machine: systemd's tools for the unit check. Runs unit + integration tests (both IO drivers,
+# machine: systemd's tools for the unit check, curl, openssl and chromium for the TLS tests. Runs unit + integration tests (both IO drivers,
 # real binary on 127.0.0.1 port 0); where it may (root, Linux >= 6.6), the ignored fallback test
 # that sets the machine-wide kernel.io_uring_disabled sysctl, after the rest, so none of this
 # run's daemons is running meanwhile; then `systemd-analyze verify` of systemd/dcsd.service.
@@ -12,9 +12,19 @@ if ! command -v cargo >/dev/null; then
   echo "cargo not found: install Rust (stable) first" >&2
   exit 1
 fi
-if ! command -v systemd-analyze >/dev/null; then
-  echo "== installing systemd's tools (for systemd-analyze verify)"
-  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd
+# systemd's tools for the unit check; curl, openssl and Debian's chromium for tests/tls.rs (HTTPS
+# clients, an RSA key, a real browser). A browser or client that cannot be installed makes its
+# test print SKIPPED; the rest of the suite runs.
+need=()
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v curl >/dev/null || need+=(curl)
+command -v openssl >/dev/null || need+=(openssl)
+command -v chromium >/dev/null || need+=(chromium)
+if ((${#need[@]})); then
+  echo "== installing ${need[*]}"
+  if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"; }; then
+    echo "== could not install all of ${need[*]}: tests that need a missing tool say SKIPPED"
+  fi
 fi
 
 echo "== cargo test (unit, integration: io_uring and epoll)"

@@ -14,8 +14,9 @@
 //!   redirect domains, the customer's real-time partners); immutable, shared, swapped whole
 //!   on reload.
 //! * [`partner`] — the real-time partner client: URL templates compiled at load (host names
-//!   resolved then), per-core keep-alive pools with circuit breakers, one call under its
-//!   time-out, answers parsed; it knows nothing of what a request does with them.
+//!   resolved then), per-core keep-alive pools with circuit breakers (plain TCP, or [`tls`] for
+//!   `https://` URLs), one call under its time-out, answers parsed; it knows nothing of what a
+//!   request does with them.
 //! * [`engine`] — trait rules indexed by key, segments with recency and frequency,
 //!   destinations; pure, no IO, with per-core scratch.
 //! * [`table`] — the shared profile table (lock-free reads, RCU writes with epoch reclamation,
@@ -26,7 +27,11 @@
 //!   limits, chunked bodies, response writing with a cached `Date`, the per-connection
 //!   keep-alive loop and the drain signal; the partner client's response reader
 //!   ([`http::client`]); and the URL grammar of redirect targets and origins with the `Location` encoder
-//!   ([`http::url`], which `config` uses to validate origins). Needs nothing above it.
+//!   ([`http::url`], which `config` uses to validate origins); both roles read and write
+//!   through the owned-buffer [`http::Transport`] (plain TCP or TLS). Needs nothing above it.
+//! * [`tls`] — rustls for both roles, beside `http` (uses only its `Transport`): HTTPS on
+//!   `tls.tls_listen` (certificates checked at load and swapped on reload, SNI, session
+//!   tickets and cache shared by every core) and `https://` partner calls.
 //! * [`config`] — the command line (clap), `dcsd.toml` and the taxonomy document: data and
 //!   validation only.
 //! * [`metrics`] — per-core counters and latency histograms, summed only when scraped.
@@ -68,6 +73,7 @@ pub mod privacy;
 pub mod runtime;
 pub mod sim;
 pub mod table;
+pub mod tls;
 
 /// The daemon's version, as sent in the `DCS` response header.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

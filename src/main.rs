@@ -13,6 +13,7 @@ use dcsd::pipeline::{Dcs, Shared};
 use dcsd::runtime::fds::{self, ConnectionPlan, FdDemand};
 use dcsd::runtime::notify::sd_notify;
 use dcsd::runtime::{worker_count, RuntimeConfig, Server};
+use dcsd::tls::{CertFiles, CertSummary, ServerTls};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
         }
     };
     dcsd::log::init_from_env();
-    let (config, catalog) = match load(&cli) {
+    let (config, catalog, tls) = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -47,8 +48,10 @@ fn main() -> ExitCode {
     let threads = worker_count(config.server.threads);
     let plan = connection_plan(&config, &catalog, threads);
     if cli.check {
-        // The first line stays `ok: …` for scripts; a lowered budget follows it.
-        println!("{}", config.summary(catalog.counts()));
+        // The first line stays `ok: …` for scripts (with the TLS summary when there is one); a
+        // lowered budget follows it.
+        let tls_summary = tls.as_ref().map(|t| format!("; {}", describe_tls(&config, &t.summary())));
+        println!("{}{}", config.summary(catalog.counts()), tls_summary.unwrap_or_default());
         if plan.lowered() {
             println!("warning: {plan}");
         }
@@ -73,8 +76,15 @@ fn main() -> ExitCode {
     let drain_ms = config.server.drain_ms;
     let mut rt = RuntimeConfig::from_config(&config, threads);
     rt.max_connections = plan.effective;
+    rt.tls = tls.clone();
     // The snapshot is restored here, before any socket is bound.
+    if let Some(t) = &tls {
+        log!(Info, "TLS: {}", describe_tls(&config, &t.summary()));
+    }
     let shared = Arc::new(Shared::new(config, catalog, rt.threads));
+    if let Some(t) = &tls {
+        shared.metrics.tls.certificates(t.summary().not_after);
+    }
     let snapshotter = match shared.start_snapshotter() {
         Ok(s) => s,
         Err(e) => {
@@ -97,7 +107,7 @@ fn main() -> ExitCode {
     sd_notify("READY=1");
     for sig in signals.forever() {
         if sig == SIGHUP {
-            reload(&shared);
+            reload(&shared, tls.as_deref());
         } else {
             break;
         }
@@ -118,11 +128,31 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The configuration and the compiled taxonomy; every problem of either is reported.
-fn load(cli: &Cli) -> Result<(Config, Catalog), ConfigError> {
+/// The configuration, the compiled taxonomy and the TLS certificates (read and checked); every
+/// problem of any is reported.
+fn load(cli: &Cli) -> Result<(Config, Catalog, Option<Arc<ServerTls>>), ConfigError> {
     let config = Config::load(cli)?;
+    let tls = match &config.tls {
+        Some(t) => {
+            let files = t.certs.iter().map(|(cert, key)| CertFiles { cert: cert.clone(), key: key.clone() });
+            Some(Arc::new(ServerTls::load(files.collect()).map_err(|e| ConfigError(vec![e]))?))
+        }
+        None => None,
+    };
     let catalog = catalog::load(&config.taxonomy_source, config.taxonomy_limits())?;
-    Ok((config, catalog))
+    Ok((config, catalog, tls))
+}
+
+/// `tls_listen A,B with N certificate(s) (…), the earliest expiring on DATE`.
+fn describe_tls(config: &Config, s: &CertSummary) -> String {
+    let listen = config.tls.as_ref().map(|t| t.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+    format!(
+        "tls_listen {} with {} certificate(s) (default for {}), the earliest expiring {}",
+        listen.unwrap_or_default().join(","),
+        s.certificates,
+        if s.names.is_empty() { "no DNS name".to_string() } else { s.names.join(" ") },
+        dcsd::tls::x509::format_utc(s.not_after)
+    )
 }
 
 /// Where the built-in demo taxonomy's real-time partners live (its `realtime` URLs).
@@ -174,6 +204,7 @@ fn connection_plan(config: &Config, catalog: &Catalog, threads: usize) -> Connec
         &FdDemand {
             listen_addrs: config.server.listen.len(),
             admin_addrs: config.server.admin_listen.len(),
+            tls_addrs: config.tls.as_ref().map_or(0, |t| t.listen.len()),
             workers: threads,
             partner_conns_per_core: catalog.partner_conns_per_core(),
             max_connections: config.limits.max_connections,
@@ -192,20 +223,38 @@ fn log_ready(server: &Server) {
     for a in server.admin_addrs() {
         log!(Info, "admin listening on {a}");
     }
-    let admin = join(server.admin_addrs());
+    for a in server.tls_addrs() {
+        log!(Info, "listening on {a} (HTTPS)");
+    }
+    let or_dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
     log!(
         Info,
-        "ready: public={} admin={} workers={} driver={:?}",
+        "ready: public={} admin={} tls={} workers={} driver={:?}",
         join(server.local_addrs()),
-        if admin.is_empty() { "-" } else { &admin },
+        or_dash(join(server.admin_addrs())),
+        or_dash(join(server.tls_addrs())),
         server.threads(),
         server.driver()
     );
 }
 
-/// SIGHUP: read, validate and compile the taxonomy again; swap it in, or keep the old one.
-fn reload(shared: &Shared) {
+/// SIGHUP: read, validate and compile the taxonomy again and swap it in, or keep the old one;
+/// the same for the TLS certificates, independently.
+fn reload(shared: &Shared, tls: Option<&ServerTls>) {
     sd_notify("RELOADING=1");
+    if let Some(tls) = tls {
+        match tls.reload() {
+            Ok(s) => {
+                shared.metrics.tls.reloaded(true);
+                shared.metrics.tls.certificates(s.not_after);
+                log!(Info, "reloaded TLS certificates: {}", describe_tls(&shared.config, &s));
+            }
+            Err(e) => {
+                shared.metrics.tls.reloaded(false);
+                log!(Error, "TLS reload rejected; keeping the previous certificates: {e}");
+            }
+        }
+    }
     match catalog::load(&shared.config.taxonomy_source, shared.config.taxonomy_limits()) {
         Ok(c) => {
             let n = c.counts();

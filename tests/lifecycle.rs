@@ -278,7 +278,8 @@ fn bad_config_exits_64_with_file_line_and_reason() {
         ("[server]\nlisten = [\"localhost\"]\n", ":2:11:", "socket address"),
         ("[server]\ndriver = \"turbo\"\n", ":2:10:", "turbo"),
         ("[eventlog]\nfsync = \"sometimes\"\n", ":2:9:", "sometimes"),
-        ("[tls]\ncert = \"/etc/ssl/dcs.pem\"\n", ":2:8:", "not implemented"),
+        ("[tls]\ncert = \"/etc/ssl/dcs.pem\"\n", ": ", "[tls]: cert and key must both be set"),
+        ("[[tls.sni]]\ncert = \"\"\nkey = \"k.pem\"\n", ":2:8:", "a file path is required"),
         ("[server\n", ":1:", ""),
     ];
     for (text, place, reason) in cases {

@@ -206,13 +206,15 @@ wait_line() {
 # ---------------------------------------------------------------- nginx
 
 # render_nginx TEMPLATE NAME WORKERS PORT [UPSTREAM_PORT]: fill in a template of
-# benches/anchors/, check it with `nginx -t`, print the rendered file's path.
+# benches/anchors/ (TLS_CERT and TLS_KEY from the environment for the TLS anchor), check it
+# with `nginx -t`, print the rendered file's path.
 render_nginx() {
   local template=$1 name=$2 workers=$3 port=$4 upstream=${5:-0}
   local out="$RUN_DIR/conf/$name.conf"
   mkdir -p "$RUN_DIR/tmp/body" "$RUN_DIR/tmp/proxy"
   sed -e "s|@WORKERS@|$workers|g" -e "s|@RUN@|$RUN_DIR|g" -e "s|@NAME@|$name|g" \
     -e "s|@PORT@|$port|g" -e "s|@UPSTREAM_PORT@|$upstream|g" \
+    -e "s|@TLS_CERT@|${TLS_CERT:-}|g" -e "s|@TLS_KEY@|${TLS_KEY:-}|g" \
     "$BENCHES_DIR/anchors/$template" > "$out"
   nginx -t -q -c "$out" >&2
   echo "$out"

@@ -206,19 +206,33 @@ pub enum Fsync {
     Never,
 }
 
-/// `[tls]` — TLS termination is not implemented in this version: setting any key is an error.
+/// `[tls]` — HTTPS on `tls_listen` (docs/configuration.md §3.10). The files are read and
+/// checked by `crate::tls` at start-up, `--check` and SIGHUP; `Config::load` checks that the
+/// keys go together.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
-    /// PEM chain.
-    #[serde(deserialize_with = "tls_unsupported")]
+    /// PEM certificate chain (server certificate first); relative to `dcsd.toml`'s directory.
     pub cert: String,
-    /// PEM key.
-    #[serde(deserialize_with = "tls_unsupported")]
+    /// PEM private key of `cert` (PKCS#8, PKCS#1 or SEC1).
     pub key: String,
-    /// HTTPS listeners.
-    #[serde(deserialize_with = "tls_listen_unsupported")]
+    /// HTTPS listeners; one `SO_REUSEPORT` socket per core per address, like `server.listen`.
     pub tls_listen: Vec<SocketAddr>,
+    /// More certificates, each served to clients whose SNI names one of its subjectAltName DNS
+    /// names (`cert`/`key` serve every other client).
+    pub sni: Vec<SniCert>,
+}
+
+/// `[[tls.sni]]` — one more certificate and its key.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCert {
+    /// PEM certificate chain.
+    #[serde(deserialize_with = "nonempty_path")]
+    pub cert: String,
+    /// PEM private key.
+    #[serde(deserialize_with = "nonempty_path")]
+    pub key: String,
 }
 
 // === impl Default for the sections (the spec's defaults) ===
@@ -399,21 +413,10 @@ fn cookie_domain<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(v)
 }
 
-const TLS_UNSUPPORTED: &str =
-    "TLS termination is not implemented in this version of dcsd; terminate TLS in front of it";
-
-fn tls_unsupported<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+fn nonempty_path<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let v = String::deserialize(d)?;
-    if !v.is_empty() {
-        return Err(serde::de::Error::custom(TLS_UNSUPPORTED));
-    }
-    Ok(v)
-}
-
-fn tls_listen_unsupported<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
-    let v = Vec::<SocketAddr>::deserialize(d)?;
-    if !v.is_empty() {
-        return Err(serde::de::Error::custom(TLS_UNSUPPORTED));
+    if v.is_empty() {
+        return Err(serde::de::Error::custom("a file path is required here"));
     }
     Ok(v)
 }

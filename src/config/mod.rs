@@ -39,6 +39,9 @@ pub struct Config {
     pub store: file::Store,
     /// `[eventlog]`
     pub eventlog: file::EventLog,
+    /// `[tls]`, with relative paths resolved against `dcsd.toml`'s directory; `None` when no
+    /// HTTPS listener is configured.
+    pub tls: Option<TlsSettings>,
     /// Where the taxonomy comes from (read again on reload).
     pub taxonomy_source: TaxonomySource,
     /// The `dcsd.toml` that was read, if any.
@@ -52,6 +55,16 @@ pub enum TaxonomySource {
     BuiltIn,
     /// A JSON file.
     File(PathBuf),
+}
+
+/// HTTPS listeners and the certificate files they serve (`[tls]`, checked for consistency).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `tls.tls_listen`, not empty.
+    pub listen: Vec<std::net::SocketAddr>,
+    /// (certificate chain, key) pairs: `tls.cert`/`tls.key` first (the default certificate),
+    /// then each `[[tls.sni]]`.
+    pub certs: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Every problem found, each with its place; `Display` prints one per line.
@@ -71,6 +84,8 @@ impl Config {
             None => FileConfig::default(),
         };
         let FileConfig { mut server, limits, cookie, privacy, rate_limit, denylist, .. } = file;
+        let mut errs = Vec::new();
+        let tls = tls_settings(&file.tls, &server, cli.config.as_deref(), &mut errs);
         if !cli.listen.is_empty() {
             server.listen = cli.listen.clone();
         }
@@ -86,7 +101,6 @@ impl Config {
         if let Some(t) = &cli.taxonomy {
             server.taxonomy = t.to_string_lossy().into_owned();
         }
-        let mut errs = Vec::new();
         // Port 0 means "any free port", so two port-0 addresses do not collide.
         if let Some(a) = server.admin_listen.iter().find(|a| a.port() != 0 && server.listen.contains(a)) {
             errs.push(format!("server.admin_listen: {a} is also in server.listen"));
@@ -112,6 +126,7 @@ impl Config {
             partners: file.partners,
             store: file.store,
             eventlog: file.eventlog,
+            tls,
             taxonomy_source,
             config_path: cli.config.clone(),
         })
@@ -231,6 +246,44 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// `[tls]` checked as a whole: `cert` and `key` go together, HTTPS listeners need them and
+/// they need HTTPS listeners, and no HTTPS address is also a plain one. The files themselves
+/// are read by `crate::tls`.
+fn tls_settings(
+    t: &file::Tls,
+    server: &file::Server,
+    config: Option<&Path>,
+    errs: &mut Vec<String>,
+) -> Option<TlsSettings> {
+    let configured = !t.cert.is_empty() || !t.key.is_empty() || !t.tls_listen.is_empty() || !t.sni.is_empty();
+    if !configured {
+        return None;
+    }
+    let before = errs.len();
+    let file = config.map(|p| format!("{}: ", p.display())).unwrap_or_default();
+    if t.cert.is_empty() || t.key.is_empty() {
+        errs.push(format!("{file}[tls]: cert and key must both be set to serve HTTPS"));
+    }
+    if t.tls_listen.is_empty() {
+        errs.push(format!("{file}[tls]: tls_listen is empty, so the certificate would serve nothing"));
+    }
+    let plain = server.listen.iter().chain(&server.admin_listen);
+    for a in t.tls_listen.iter().filter(|a| a.port() != 0) {
+        if plain.clone().any(|p| p == a) {
+            errs.push(format!(
+                "{file}[tls]: tls_listen {a} is also a plain listener (server.listen or admin_listen)"
+            ));
+        }
+    }
+    if errs.len() > before {
+        return None;
+    }
+    let path = |p: &str| resolve_relative(config, p);
+    let mut certs = vec![(path(&t.cert), path(&t.key))];
+    certs.extend(t.sni.iter().map(|s| (path(&s.cert), path(&s.key))));
+    Some(TlsSettings { listen: t.tls_listen.clone(), certs })
+}
+
 /// A relative taxonomy path is taken relative to the directory of `dcsd.toml`.
 fn resolve_relative(config: Option<&Path>, p: &str) -> PathBuf {
     let p = PathBuf::from(p);
@@ -292,8 +345,8 @@ mod tests {
         assert!(e.starts_with("2:") && e.contains("turbo"), "{e}");
         let e = parse("[server]\nthreads = -1\n").unwrap_err();
         assert!(e.starts_with("2:"), "{e}");
-        let e = parse("[tls]\ncert = \"/etc/x.pem\"\n").unwrap_err();
-        assert!(e.contains("not implemented"), "{e}");
+        let e = parse("[tls]\ncert = \"/etc/x.pem\"\n[[tls.sni]]\ncert = \"\"\nkey = \"k\"\n").unwrap_err();
+        assert!(e.starts_with("4:") && e.contains("file path is required"), "{e}");
         let e = parse("[cookie]\ndomain = \"a b\"\n").unwrap_err();
         assert!(e.starts_with("2:"), "{e}");
     }
@@ -346,6 +399,31 @@ mod tests {
         // Brackets inside strings are not nesting.
         std::fs::write(&path, format!(r#"{{"version":"{}","customers":[]}}"#, "[".repeat(100))).unwrap();
         assert!(read_taxonomy(&src, deep).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tls_keys_are_checked_together() {
+        let dir = std::env::temp_dir().join(format!("dcsd-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dcsd.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(&Cli { config: Some(path.clone()), ..Cli::default() })
+        };
+        let err = |text: &str| load(text).unwrap_err().to_string();
+        assert!(err("[tls]\ncert = \"c.pem\"\ntls_listen = [\"127.0.0.1:0\"]\n")
+            .contains("cert and key must both"));
+        assert!(err("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n").contains("tls_listen is empty"));
+        assert!(err("[tls]\ntls_listen = [\"127.0.0.1:0\"]\n").contains("cert and key must both"));
+        let clash = "[server]\nlisten = [\"127.0.0.1:8443\"]\n[tls]\ncert = \"c\"\nkey = \"k\"\ntls_listen = [\"127.0.0.1:8443\"]\n";
+        assert!(err(clash).contains("also a plain listener"));
+        let ok = "[tls]\ncert = \"c.pem\"\nkey = \"/abs/k.pem\"\ntls_listen = [\"127.0.0.1:0\"]\n[[tls.sni]]\ncert = \"s.pem\"\nkey = \"s.key\"\n";
+        let tls = load(ok).unwrap().tls.unwrap();
+        assert_eq!(tls.listen, vec!["127.0.0.1:0".parse().unwrap()]);
+        assert_eq!(tls.certs[0], (dir.join("c.pem"), PathBuf::from("/abs/k.pem")));
+        assert_eq!(tls.certs[1], (dir.join("s.pem"), dir.join("s.key")));
+        assert!(load("").unwrap().tls.is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -95,7 +95,7 @@ pub struct DataSource {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Realtime {
-    /// `http://` URL template.
+    /// `http://` or `https://` URL template.
     pub url: String,
     /// `GET` or `POST`.
     #[serde(default = "default_method")]
@@ -118,6 +118,10 @@ pub struct Realtime {
     /// Circuit breaker.
     #[serde(default)]
     pub breaker: Option<Breaker>,
+    /// For an `https://` URL: a PEM file of the CA certificates to trust instead of the
+    /// system's (docs/partner-protocol.md §2.1).
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// Circuit breaker settings.

@@ -1,7 +1,8 @@
 //! The client role of the HTTP/1.1 codec (the partner side): response heads through
 //! `httparse::Response`, bodies framed by `Content-Length`, chunked or connection close, no
 //! body for 1xx/204/304 or a `HEAD` request, a cap on head and body, and one request/response
-//! [`exchange`] on a connection under a deadline.
+//! [`exchange`] on a connection (any [`Transport`]: plain TCP, or TLS for `https://`) under a
+//! deadline.
 //!
 //! Framing rules are the server role's ([`super::framing`], [`super::chunked`]); what differs is
 //! whose fault a violation is: here every failure is the partner's, a [`ClientError`] that the
@@ -20,12 +21,11 @@
 use std::fmt;
 use std::time::Instant;
 
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::time::Instant as Deadline;
 
 use super::chunked::ChunkedDecoder;
 use super::framing::{has_token, is_chunked, merge_content_length};
+use super::io::Transport;
 use super::MAX_HEADERS;
 
 /// Why a partner exchange failed. `Copy`, no allocation.
@@ -248,7 +248,7 @@ impl ResponseDecoder {
 ///
 /// # Errors
 /// Any [`ClientError`]; the connection must then be closed.
-pub async fn exchange<S: AsyncReadRent + AsyncWriteRentExt>(
+pub async fn exchange<S: Transport>(
     stream: &mut S,
     request: Vec<u8>,
     head_request: bool,
@@ -257,7 +257,7 @@ pub async fn exchange<S: AsyncReadRent + AsyncWriteRentExt>(
 ) -> Result<Decoded, ClientError> {
     const READ_BYTES: usize = 4096;
     let at = Deadline::from_std(deadline);
-    match monoio::time::timeout_at(at, stream.write_all(request)).await {
+    match monoio::time::timeout_at(at, stream.send_all(request)).await {
         Ok((Ok(_), _)) => {}
         Ok((Err(_), _)) => return Err(ClientError::Write),
         Err(_) => return Err(ClientError::Timeout),
@@ -270,13 +270,12 @@ pub async fn exchange<S: AsyncReadRent + AsyncWriteRentExt>(
             return Err(ClientError::TooLarge);
         }
         buf.reserve(READ_BYTES);
-        let (len, end) = (buf.len(), buf.capacity());
-        let (n, slice) = match monoio::time::timeout_at(at, stream.read(buf.slice_mut(len..end))).await {
-            Ok((Ok(n), slice)) => (n, slice),
+        let (n, read) = match monoio::time::timeout_at(at, stream.read_spare(buf)).await {
+            Ok((Ok(n), read)) => (n, read),
             Ok((Err(_), _)) => return Err(ClientError::Closed),
             Err(_) => return Err(ClientError::Timeout),
         };
-        buf = slice.into_inner();
+        buf = read;
         if let Some(done) = dec.decode(&buf, n == 0)? {
             return Ok(done);
         }

@@ -19,6 +19,9 @@
 //! Per-core: one task per connection on the worker's runtime; the buffers are owned by the
 //! task and reused across requests.
 //!
+//! The stream is any [`Transport`]: plain TCP, or TLS (`crate::tls`), whose handshake runs
+//! inside the first read and so counts against `header_timeout` like a slow first request.
+//!
 //! # Cancel safety
 //! Reads and writes move their buffer into the io_uring operation. When a time-out or the
 //! drain signal wins the race, the operation is cancelled and the buffer is dropped with it;
@@ -29,15 +32,13 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 use monoio::time::Instant as Deadline;
 
 use crate::error::HttpError;
 
 use super::chunked::ChunkedDecoder;
 use super::drain::Drain;
+use super::io::Transport;
 use super::request::{parse_head, Body, Head, HeadLimits, Parsed, Version};
 use super::response::ConnHeader;
 
@@ -147,16 +148,28 @@ enum Next<W> {
     Wait(W),
 }
 
-/// Serves one connection until the peer closes, a protocol error, a time-out, or drain.
-pub async fn serve<S: Service>(
-    mut stream: TcpStream,
+/// Serves one connection until the peer closes, a protocol error, a time-out, or drain, then
+/// closes it ([`Transport::close`]). The caller has set the socket's options (`TCP_NODELAY`).
+pub async fn serve<S: Service, T: Transport>(
+    mut stream: T,
     peer: SocketAddr,
     listener: ListenerKind,
     svc: Rc<S>,
     cfg: ConnConfig,
     drain: Rc<Drain>,
 ) {
-    let _ = stream.set_nodelay(true);
+    serve_on(&mut stream, peer, listener, svc, cfg, drain).await;
+    stream.close().await;
+}
+
+async fn serve_on<S: Service, T: Transport>(
+    stream: &mut T,
+    peer: SocketAddr,
+    listener: ListenerKind,
+    svc: Rc<S>,
+    cfg: ConnConfig,
+    drain: Rc<Drain>,
+) {
     let mut c = Conn {
         rbuf: Vec::with_capacity(INITIAL_BUF_BYTES),
         out: Vec::with_capacity(INITIAL_BUF_BYTES),
@@ -187,7 +200,10 @@ pub async fn serve<S: Service>(
             }
             other => other,
         };
-        let Some(done_at) = c.write_batch(&mut stream, &*svc, batch_t0).await else { return };
+        if !matches!(next, Next::Read) {
+            stream.closing();
+        }
+        let Some(done_at) = c.write_batch(stream, &*svc, batch_t0).await else { return };
         if !matches!(next, Next::Read) {
             return; // closed after its answer
         }
@@ -196,16 +212,16 @@ pub async fn serve<S: Service>(
         let deadline = match c.read_deadline(idle, batch_t0, done_at) {
             _ if idle && drain.is_draining() => return,
             Ok(d) => d,
-            Err(e) => return c.fail(&mut stream, &*svc, e).await,
+            Err(e) => return c.fail(stream, &*svc, e).await,
         };
         if let Err(e) = c.reserve() {
-            return c.fail(&mut stream, &*svc, e).await;
+            return c.fail(stream, &*svc, e).await;
         }
-        match c.read_more(&mut stream, deadline, idle.then_some(&*drain)).await {
+        match c.read_more(stream, deadline, idle.then_some(&*drain)).await {
             Read::Data => batch_t0 = Instant::now(),
             Read::Closed => return,
             Read::TimedOut if idle => return,
-            Read::TimedOut => return c.fail(&mut stream, &*svc, HttpError::Timeout).await,
+            Read::TimedOut => return c.fail(stream, &*svc, HttpError::Timeout).await,
         }
     }
 }
@@ -371,9 +387,9 @@ impl Conn {
 
     /// Writes the batch's answers and records them. Returns when the write finished, or
     /// `None` if the connection is gone.
-    async fn write_batch<S: Service>(
+    async fn write_batch<S: Service, T: Transport>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut T,
         svc: &S,
         t0: Instant,
     ) -> Option<Instant> {
@@ -381,7 +397,7 @@ impl Conn {
         if !self.out.is_empty() {
             let out = std::mem::take(&mut self.out);
             let deadline = Deadline::from_std(t0 + self.cfg.keepalive_timeout);
-            match monoio::time::timeout_at(deadline, stream.write_all(out)).await {
+            match monoio::time::timeout_at(deadline, stream.send_all(out)).await {
                 Ok((Ok(_), mut out)) => {
                     out.clear();
                     self.out = out;
@@ -413,11 +429,14 @@ impl Conn {
     }
 
     /// Reads more bytes by `deadline`; an idle connection also gives up when `drain` fires.
-    async fn read_more(&mut self, stream: &mut TcpStream, deadline: Instant, drain: Option<&Drain>) -> Read {
-        let (len, cap) = (self.rbuf.len(), self.rbuf.capacity());
+    async fn read_more<T: Transport>(
+        &mut self,
+        stream: &mut T,
+        deadline: Instant,
+        drain: Option<&Drain>,
+    ) -> Read {
         let buf = std::mem::take(&mut self.rbuf);
-        let read =
-            monoio::time::timeout_at(Deadline::from_std(deadline), stream.read(buf.slice_mut(len..cap)));
+        let read = monoio::time::timeout_at(Deadline::from_std(deadline), stream.read_spare(buf));
         let res = match drain {
             Some(drain) => monoio::select! {
                 r = read => r,
@@ -426,8 +445,8 @@ impl Conn {
             None => read.await,
         };
         match res {
-            Ok((Ok(n), slice)) if n > 0 => {
-                self.rbuf = slice.into_inner();
+            Ok((Ok(n), buf)) if n > 0 => {
+                self.rbuf = buf;
                 self.fresh = false;
                 Read::Data
             }
@@ -438,7 +457,8 @@ impl Conn {
 
     /// Answers a protocol error found between reads (408, or a request outgrowing its
     /// buffer), then the connection closes.
-    async fn fail<S: Service>(mut self, stream: &mut TcpStream, svc: &S, err: HttpError) {
+    async fn fail<S: Service, T: Transport>(mut self, stream: &mut T, svc: &S, err: HttpError) {
+        stream.closing();
         self.done.push(svc.reject(err, &mut self.out));
         let _ = self.write_batch(stream, svc, Instant::now()).await;
     }

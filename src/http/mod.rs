@@ -11,12 +11,14 @@ pub mod client;
 pub mod conn;
 pub mod drain;
 pub mod framing;
+pub mod io;
 pub mod request;
 pub mod response;
 #[allow(unsafe_code)]
 pub mod sock;
 pub mod url;
 
+pub use io::Transport;
 pub use request::{host_without_port, parse_head, Body, Head, HeadLimits, Method, Parsed, Span, Version};
 
 /// Most headers a request may carry (docs/http-api.md §1: more is a 431).

@@ -12,8 +12,10 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 
 pub mod partner;
+pub mod tls;
 
 pub use partner::{PartnerCounters, PartnerRegistry};
+pub use tls::TlsMetrics;
 
 /// Route labels, indexed by the pipeline's route number.
 pub const ROUTES: [&str; 7] = ["event", "ibs", "optout", "healthz", "metrics", "not_found", "none"];
@@ -68,6 +70,8 @@ pub struct Registry {
     cores: Box<[CachePadded<CoreMetrics>]>,
     /// Partner-call counters per (core, data source).
     pub partners: PartnerRegistry,
+    /// TLS handshakes, failures and certificates.
+    pub tls: TlsMetrics,
 }
 
 /// Writes a metric family's `# HELP` and `# TYPE` lines (Prometheus text format 0.0.4).
@@ -166,6 +170,7 @@ impl Registry {
         Registry {
             cores: (0..cores.max(1)).map(|_| CachePadded::new(CoreMetrics::new())).collect(),
             partners: PartnerRegistry::default(),
+            tls: TlsMetrics::new(cores),
         }
     }
 
@@ -279,6 +284,7 @@ impl Registry {
         family(out, "dcsd_sid_ignored_total", "counter", "d_sid values ignored, by reason.", &samples);
         family(out, "dcsd_workers", "gauge", "Worker threads (one per core).", &[("", &self.cores.len())]);
         self.partners.render(out);
+        self.tls.render(out);
     }
 }
 

@@ -11,6 +11,10 @@
 //! * The breaker opens after `breaker.failures` consecutive failures for `breaker.open_ms`,
 //!   then lets one probe call through; the probe's result closes or re-opens it.
 //!
+//! * `https://` partners: the connection is TLS (`crate::tls::client`), opened within the same
+//!   `timeout_ms` as the TCP connect; new connections resume the TLS session through the
+//!   spec's shared client configuration, and a pooled connection keeps its session.
+//!
 //! Per-core state (`Rc`, `Cell`, `RefCell`); no borrow is held across an `.await`.
 
 use std::cell::{Cell, RefCell};
@@ -22,10 +26,13 @@ use monoio::net::TcpStream;
 
 use crate::http::client::{exchange, ClientError, ClientLimits};
 use crate::http::sock::idle_is_clean;
+use crate::http::Transport;
 use crate::metrics::PartnerCounters;
+use crate::tls::client::ClientStream;
+use crate::tls::HandshakeError;
 
 use super::answer::{self, Answer, AnswerError, MAX_BODY_BYTES};
-use super::spec::PartnerSpec;
+use super::spec::{PartnerSpec, PartnerTls};
 use super::Outcome;
 
 /// Largest response head read from a partner.
@@ -50,8 +57,16 @@ pub struct Pool {
 }
 
 struct Idle {
-    stream: TcpStream,
+    stream: PartnerConn,
     since: Instant,
+}
+
+/// A connection to a partner.
+enum PartnerConn {
+    /// `http://`
+    Plain(TcpStream),
+    /// `https://` (boxed: a rustls connection is large).
+    Tls(Box<ClientStream<TcpStream>>),
 }
 
 /// Circuit breaker state.
@@ -69,7 +84,7 @@ enum Breaker {
 /// Dropping it without [`Lease::call`] gives the slot back.
 pub struct Lease {
     pool: Rc<Pool>,
-    stream: Option<TcpStream>,
+    stream: Option<PartnerConn>,
     /// The breaker let this call through as its probe.
     probe: bool,
     /// The slot is still held.
@@ -135,11 +150,11 @@ impl Pool {
     }
 
     /// The most recently used idle connection that is still clean; stale ones are closed.
-    fn take_idle(&self, now: Instant) -> Option<TcpStream> {
+    fn take_idle(&self, now: Instant) -> Option<PartnerConn> {
         let idle_timeout = self.spec.borrow().idle_timeout;
         let mut idle = self.idle.borrow_mut();
         while let Some(c) = idle.pop() {
-            if now.saturating_duration_since(c.since) < idle_timeout && idle_is_clean(&c.stream) {
+            if now.saturating_duration_since(c.since) < idle_timeout && idle_is_clean(c.stream.tcp()) {
                 return Some(c.stream);
             }
             self.open.set(self.open.get() - 1);
@@ -175,7 +190,7 @@ impl Pool {
         self.open.get()
     }
 
-    fn give_back(&self, stream: TcpStream, now: Instant) {
+    fn give_back(&self, stream: PartnerConn, now: Instant) {
         if self.retired.get() {
             self.open.set(self.open.get() - 1);
         } else {
@@ -213,13 +228,13 @@ impl Lease {
     /// the pool only after a clean, complete exchange.
     pub async fn call(mut self, request: Vec<u8>, started: Instant) -> CallResult {
         let pool = self.pool.clone();
-        let (deadline, addr) = {
+        let (deadline, addr, tls) = {
             let spec = pool.spec.borrow();
-            (started + spec.timeout, spec.addr)
+            (started + spec.timeout, spec.addr, spec.tls.clone())
         };
         let result = match self.stream.take() {
             Some(s) => self.exchange(s, request, deadline).await,
-            None => match connect(addr, deadline).await {
+            None => match connect(addr, tls, deadline).await {
                 Ok(s) => self.exchange(s, request, deadline).await,
                 Err(e) => Err(e),
             },
@@ -238,7 +253,7 @@ impl Lease {
 
     async fn exchange(
         &mut self,
-        mut s: TcpStream,
+        mut s: PartnerConn,
         request: Vec<u8>,
         deadline: Instant,
     ) -> Result<Answer, Failure> {
@@ -286,17 +301,58 @@ impl From<ClientError> for Failure {
     }
 }
 
-/// Opens a connection to the partner by `deadline` (no address: its name did not resolve).
-async fn connect(addr: Option<std::net::SocketAddr>, deadline: Instant) -> Result<TcpStream, Failure> {
+/// Opens a connection to the partner by `deadline`, with its TLS handshake for `https://`
+/// (no address: its name did not resolve).
+async fn connect(
+    addr: Option<std::net::SocketAddr>,
+    tls: Option<PartnerTls>,
+    deadline: Instant,
+) -> Result<PartnerConn, Failure> {
     let Some(addr) = addr else { return Err(Failure::Error) };
     let at = monoio::time::Instant::from_std(deadline);
-    match monoio::time::timeout_at(at, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
+    let open = async {
+        let s = TcpStream::connect_addr(addr).await.map_err(|_| Failure::Error)?;
+        let _ = s.set_nodelay(true);
+        match tls {
+            None => Ok(PartnerConn::Plain(s)),
+            Some(t) => match crate::tls::client::connect(s, t.config, t.name).await {
+                Ok(s) => Ok(PartnerConn::Tls(Box::new(s))),
+                Err(HandshakeError::Timeout) => Err(Failure::Timeout),
+                Err(_) => Err(Failure::Error),
+            },
         }
-        Ok(Err(_)) => Err(Failure::Error),
+    };
+    match monoio::time::timeout_at(at, open).await {
+        Ok(r) => r,
         Err(_) => Err(Failure::Timeout),
+    }
+}
+
+// === impl PartnerConn ===
+
+impl PartnerConn {
+    /// The TCP socket under it.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            PartnerConn::Plain(s) => s,
+            PartnerConn::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl Transport for PartnerConn {
+    async fn read_spare(&mut self, buf: Vec<u8>) -> (std::io::Result<usize>, Vec<u8>) {
+        match self {
+            PartnerConn::Plain(s) => s.read_spare(buf).await,
+            PartnerConn::Tls(s) => s.read_spare(buf).await,
+        }
+    }
+
+    async fn send_all(&mut self, buf: Vec<u8>) -> (std::io::Result<usize>, Vec<u8>) {
+        match self {
+            PartnerConn::Plain(s) => s.send_all(buf).await,
+            PartnerConn::Tls(s) => s.send_all(buf).await,
+        }
     }
 }
 

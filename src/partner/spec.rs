@@ -1,10 +1,15 @@
 //! A real-time data source as the partner client runs it: the URL template compiled at taxonomy
 //! load (docs/partner-protocol.md §2), the address resolved then (never on the request path),
-//! the limits, and the request bytes rendered from them per call.
+//! the limits, the TLS client configuration for an `https://` URL (docs/partner-protocol.md
+//! §2.1), and the request bytes rendered from them per call.
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::ServerName;
 
 use crate::config::taxonomy::Realtime;
 
@@ -18,6 +23,8 @@ pub struct PartnerSpec {
     pub addr: Option<SocketAddr>,
     /// `host[:port]` for the `Host` header, as written in the URL.
     pub authority: Box<str>,
+    /// For an `https://` URL: how to speak TLS to it.
+    pub tls: Option<PartnerTls>,
     /// `GET` or `POST`.
     pub method: CallMethod,
     /// The path and query, with macros.
@@ -38,6 +45,18 @@ pub struct PartnerSpec {
     pub breaker_open: Duration,
     /// The data source's static headers, rendered (`Name: value\r\n`…).
     static_headers: Box<[u8]>,
+}
+
+/// TLS to a partner: the client configuration (trust store, session cache) and the name the
+/// certificate must carry (the URL's host, also sent as SNI).
+#[derive(Clone, Debug)]
+pub struct PartnerTls {
+    /// Shared by every core; its session cache lets new connections resume.
+    pub config: Arc<rustls::ClientConfig>,
+    /// The URL's host.
+    pub name: ServerName<'static>,
+    /// The data source's `ca_file`, if any (`None`: the system's CAs).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The HTTP method of a partner call.
@@ -96,17 +115,27 @@ impl PartnerSpec {
     /// address (the caller decides how: at load, off the workers).
     ///
     /// # Errors
-    /// A URL that is not `http://host[:port]/…`, an unknown macro, a macro in the authority,
-    /// a header name or value that cannot be sent.
+    /// A URL that is not `http://host[:port]/…` or `https://host[:port]/…`, an unknown macro,
+    /// a macro in the authority, a header name or value that cannot be sent, a `ca_file` that
+    /// cannot be read (or with an `http://` URL).
     pub fn compile(
         dpid: u32,
         rt: &Realtime,
         resolve: impl FnOnce(&str, u16) -> Option<SocketAddr>,
     ) -> Result<PartnerSpec, SpecError> {
-        let rest = rt.url.strip_prefix("http://").ok_or_else(|| err("url: must be an http:// URL"))?;
+        let (rest, https) = match (rt.url.strip_prefix("https://"), rt.url.strip_prefix("http://")) {
+            (Some(rest), _) => (rest, true),
+            (None, Some(rest)) => (rest, false),
+            _ => return Err(err("url: must be an http:// or https:// URL")),
+        };
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(split);
-        let (host, port) = split_authority(authority)?;
+        let (host, port) = split_authority(authority, if https { 443 } else { 80 })?;
+        let tls = match (https, &rt.ca_file) {
+            (false, Some(_)) => return Err(err("ca_file: only an https:// URL uses one")),
+            (false, None) => None,
+            (true, ca_file) => Some(partner_tls(host, ca_file.as_deref())?),
+        };
         let template = parse_template(if path.is_empty() { "/" } else { path })?;
         let method = match rt.method.as_str() {
             "GET" => CallMethod::Get,
@@ -127,6 +156,7 @@ impl PartnerSpec {
             dpid,
             addr: resolve(host, port),
             authority: authority.into(),
+            tls,
             method,
             needs_dpuuid: template.contains(&Part::Macro(Macro::Dpuuid)),
             template,
@@ -140,10 +170,11 @@ impl PartnerSpec {
         })
     }
 
-    /// Whether a pool built for `other` can serve this spec (same address and `Host`): a
-    /// reload that changes neither keeps the core's connections.
+    /// Whether a pool built for `other` can serve this spec (same address, `Host`, scheme and
+    /// trust): a reload that changes none keeps the core's connections.
     pub fn same_endpoint(&self, other: &PartnerSpec) -> bool {
-        self.addr == other.addr && self.authority == other.authority
+        let trust = |s: &PartnerSpec| s.tls.as_ref().map(|t| t.ca_file.clone());
+        self.addr == other.addr && self.authority == other.authority && trust(self) == trust(other)
     }
 
     /// Appends the request for one call: the head, and for `POST` the JSON body with
@@ -213,8 +244,21 @@ fn err(msg: &str) -> SpecError {
     SpecError(msg.to_string())
 }
 
-/// `host[:port]` (port 80 by default); IPv6 literals in brackets. No user info.
-fn split_authority(a: &str) -> Result<(&str, u16), SpecError> {
+/// The TLS side of an `https://` partner: its server name and trust store (read now, at load).
+fn partner_tls(host: &str, ca_file: Option<&str>) -> Result<PartnerTls, SpecError> {
+    let name = crate::tls::client::server_name(host).map_err(|e| err(&format!("url: {e}")))?;
+    let ca_file = ca_file.map(PathBuf::from);
+    let config = match &ca_file {
+        Some(path) => crate::tls::client::ca_file_config(path).map_err(|e| err(&format!("ca_file: {e}")))?,
+        None => {
+            crate::tls::client::system_config().map_err(|e| err(&format!("url: https needs CAs: {e}")))?
+        }
+    };
+    Ok(PartnerTls { config, name, ca_file })
+}
+
+/// `host[:port]` (`default_port` without one); IPv6 literals in brackets. No user info.
+fn split_authority(a: &str, default_port: u16) -> Result<(&str, u16), SpecError> {
     if a.is_empty() || a.contains(['@', '$', '{', '}']) || a.bytes().any(|b| b <= b' ' || b >= 0x7f) {
         return Err(err("url: the host must be a plain host[:port] (no user info, no macros)"));
     }
@@ -230,7 +274,7 @@ fn split_authority(a: &str) -> Result<(&str, u16), SpecError> {
     };
     let port = match port {
         Some(p) => p.parse().map_err(|_| err("url: bad port"))?,
-        None => 80,
+        None => default_port,
     };
     if host.is_empty() {
         return Err(err("url: empty host"));
@@ -341,7 +385,7 @@ mod tests {
     #[test]
     fn bad_templates_are_refused() {
         for (url, want) in [
-            ("https://p.example/", "http:// URL"),
+            ("ftp://p.example/", "https:// URL"),
             ("http://u@p.example/", "plain host"),
             ("http://p.example:x/", "bad port"),
             ("http://p.example/${NOPE}", "unknown macro"),
@@ -360,12 +404,38 @@ mod tests {
     }
 
     #[test]
+    fn https_urls_carry_their_tls_settings() {
+        let dir = std::env::temp_dir().join(format!("dcsd-spec-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        std::fs::write(&ca, params.self_signed(&key).unwrap().pem()).unwrap();
+        let mut rt = realtime("https://p.example/s?u=${UUID}", "GET");
+        rt.ca_file = Some(ca.display().to_string());
+        let spec = PartnerSpec::compile(1, &rt, any_addr).unwrap();
+        assert_eq!(spec.addr.map(|a| a.port()), Some(443));
+        let tls = spec.tls.as_ref().unwrap();
+        assert_eq!(tls.name, ServerName::try_from("p.example").unwrap());
+        assert_eq!(tls.ca_file.as_deref(), Some(ca.as_path()));
+        let plain = PartnerSpec::compile(1, &realtime("http://p.example:443/s", "GET"), any_addr).unwrap();
+        assert!(!spec.same_endpoint(&plain), "scheme and trust are part of the endpoint");
+        rt.ca_file = Some(dir.join("missing.pem").display().to_string());
+        assert!(PartnerSpec::compile(1, &rt, any_addr).unwrap_err().0.starts_with("ca_file: cannot read"));
+        let mut rt = realtime("http://p.example/", "GET");
+        rt.ca_file = Some(ca.display().to_string());
+        assert!(PartnerSpec::compile(1, &rt, any_addr).unwrap_err().0.contains("only an https:// URL"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn endpoints_compare_by_address_and_host() {
         let a = PartnerSpec::compile(1, &realtime("http://p:1/a", "GET"), any_addr).unwrap();
         let b = PartnerSpec::compile(1, &realtime("http://p:1/b?x=${UUID}", "POST"), any_addr).unwrap();
         let c = PartnerSpec::compile(1, &realtime("http://p:2/a", "GET"), any_addr).unwrap();
         assert!(a.same_endpoint(&b));
         assert!(!a.same_endpoint(&c));
-        assert_eq!(split_authority("[::1]:8080").unwrap(), ("::1", 8080));
+        assert_eq!(split_authority("[::1]:8080", 80).unwrap(), ("::1", 8080));
     }
 }

@@ -1,9 +1,10 @@
 //! File descriptors: the process's `RLIMIT_NOFILE`, raised to its hard limit at start-up, and
 //! the public connection budget that fits under it (docs/configuration.md §3.2).
 //!
-//! Every client connection is a descriptor, and so are the listeners, each worker's io_uring
-//! or epoll instance with its wakers, the files (logs, signal pipe, snapshot, later the event
-//! log) and, later, the partner connections. When `limits.max_connections` plus that reserve is
+//! Every client connection is a descriptor (a TLS one too: TLS adds none), and so are the
+//! listeners (public, admin and HTTPS), each worker's io_uring or epoll instance with its
+//! wakers, the files (logs, signal pipe, snapshot, later the event log) and, later, the partner
+//! connections. When `limits.max_connections` plus that reserve is
 //! above the limit, `accept` fails with EMFILE long before the budget is reached, on every
 //! listener at once, the admin one included. [`plan_connections`] lowers the public budget to
 //! what fits; it is pure, so `main` prints the same result for `--check` as at start-up.
@@ -15,9 +16,9 @@
 use std::fmt;
 
 /// Descriptors kept for files whatever the configuration: stdio, the signal-hook pipe, the
-/// snapshot and its temporary file, the event log's segments, the taxonomy read on reload,
-/// `/proc` reads, sd_notify's socket. Generous on purpose: running out costs far more than 64
-/// fewer connections.
+/// snapshot and its temporary file, the event log's segments, the taxonomy and the TLS
+/// certificates read on reload, `/proc` reads, sd_notify's socket. Generous on purpose: running
+/// out costs far more than 64 fewer connections.
 pub const FILES_RESERVE: usize = 64;
 
 /// Descriptors per worker besides its listeners: the io_uring or epoll instance, its eventfd
@@ -40,6 +41,9 @@ pub struct FdDemand {
     pub listen_addrs: usize,
     /// Admin listen addresses (`server.admin_listen`).
     pub admin_addrs: usize,
+    /// HTTPS listen addresses (`tls.tls_listen`). A TLS connection itself needs no descriptor
+    /// beyond its socket, so only the listeners are reserved.
+    pub tls_addrs: usize,
     /// Worker threads.
     pub workers: usize,
     /// Most partner connections one worker may hold (`Catalog::partner_conns_per_core`).
@@ -97,8 +101,8 @@ impl fmt::Display for ConnectionPlan {
 /// capped by the configured `max_connections`, and never below 1 (a box too small for its
 /// reserve still starts, and says so).
 pub fn plan_connections(nofile: u64, demand: &FdDemand) -> ConnectionPlan {
-    let per_worker =
-        demand.listen_addrs + demand.admin_addrs + PER_WORKER_RESERVE + demand.partner_conns_per_core;
+    let listeners = demand.listen_addrs + demand.admin_addrs + demand.tls_addrs;
+    let per_worker = listeners + PER_WORKER_RESERVE + demand.partner_conns_per_core;
     let reserve = FILES_RESERVE.saturating_add(demand.workers.max(1).saturating_mul(per_worker));
     let admin = if demand.admin_addrs == 0 { 0 } else { demand.admin_max_connections };
     let room = usize::try_from(nofile).unwrap_or(usize::MAX).saturating_sub(reserve).saturating_sub(admin);
@@ -151,6 +155,7 @@ mod tests {
         FdDemand {
             listen_addrs: 1,
             admin_addrs: 1,
+            tls_addrs: 0,
             workers: 2,
             partner_conns_per_core: 10,
             max_connections,
@@ -194,6 +199,15 @@ mod tests {
         assert_eq!(p.admin, 0);
         assert_eq!(p.reserve, 64 + 2 * (1 + 4 + 10));
         assert_eq!(p.effective, 10_000 - p.reserve);
+    }
+
+    #[test]
+    fn tls_listeners_are_reserved_like_the_others() {
+        let d = FdDemand { tls_addrs: 2, ..demand(1_000_000) };
+        let p = plan_connections(10_000, &d);
+        // 64 files + 2 workers × (1 public + 1 admin + 2 HTTPS listeners + 4 ring + 10 partners).
+        assert_eq!(p.reserve, 64 + 2 * (1 + 1 + 2 + 4 + 10));
+        assert_eq!(p.effective, 10_000 - p.reserve - p.admin);
     }
 
     #[test]

@@ -17,6 +17,11 @@
 //!
 //! A failed `accept` (EMFILE, …) backs off from 5 ms to 1 s and warns at most once a second
 //! per worker (`backoff.rs`).
+//!
+//! HTTPS listeners (`tls.tls_listen`) are bound the same way and are public listeners for the
+//! budgets above (a refused connection is closed before any handshake); the connections they
+//! accept are wrapped in a [`crate::tls::ServerTls`] stream before the same connection loop
+//! serves them, and each handshake's outcome is counted in the TLS metrics.
 
 mod backoff;
 pub mod fds;
@@ -35,6 +40,7 @@ use crossbeam_utils::CachePadded;
 use crate::config::{Config, Driver};
 use crate::http::conn::{ConnConfig, ListenerKind, Service};
 use crate::metrics::Registry;
+use crate::tls::ServerTls;
 
 use per_ip::PerIpCounts;
 
@@ -48,6 +54,10 @@ pub struct RuntimeConfig {
     pub listen: Vec<SocketAddr>,
     /// Admin listeners (`/healthz`, `/metrics` only).
     pub admin_listen: Vec<SocketAddr>,
+    /// HTTPS listeners (served like `listen`), with [`RuntimeConfig::tls`].
+    pub tls_listen: Vec<SocketAddr>,
+    /// The TLS configuration shared by every core; set when `tls_listen` is not empty.
+    pub tls: Option<Arc<ServerTls>>,
     /// Worker threads (see [`worker_count`]).
     pub threads: usize,
     /// Which IO driver to use.
@@ -96,6 +106,7 @@ pub struct Server {
     workers: Vec<JoinHandle<()>>,
     addrs: Vec<SocketAddr>,
     admin_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     driver: IoDriver,
 }
 
@@ -111,8 +122,21 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// One listener socket per worker for every address, tagged with its kind.
-type Sockets = Vec<Vec<(std::net::TcpListener, ListenerKind)>>;
+/// One bound listener socket of a worker.
+pub(crate) struct Bound {
+    /// The socket.
+    socket: std::net::TcpListener,
+    /// Which routes it serves.
+    kind: ListenerKind,
+    /// It serves HTTPS.
+    tls: bool,
+}
+
+/// One listener socket per worker for every address.
+type Sockets = Vec<Vec<Bound>>;
+
+/// The addresses bound, port 0 resolved: public, admin, HTTPS.
+type Addrs = (Vec<SocketAddr>, Vec<SocketAddr>, Vec<SocketAddr>);
 
 // === impl RuntimeConfig ===
 
@@ -123,6 +147,8 @@ impl RuntimeConfig {
         RuntimeConfig {
             listen: s.listen.clone(),
             admin_listen: s.admin_listen.clone(),
+            tls_listen: config.tls.as_ref().map(|t| t.listen.clone()).unwrap_or_default(),
+            tls: None,
             threads,
             driver: s.driver,
             conn: ConnConfig {
@@ -169,7 +195,10 @@ impl Server {
         let cpus = allowed_cpus();
         let threads = cfg.threads.max(1);
         let driver = choose_driver(cfg.driver)?;
-        let (sockets, addrs, admin_addrs) = bind_all(&cfg, threads)?;
+        if !cfg.tls_listen.is_empty() && cfg.tls.is_none() {
+            return Err(StartError("tls_listen is set but no TLS configuration was loaded".into()));
+        }
+        let (sockets, (addrs, admin_addrs, tls_addrs)) = bind_all(&cfg, threads)?;
         let cap = u32::try_from(cfg.max_connections_per_ip).unwrap_or(u32::MAX);
         let state = Arc::new(State {
             open_conns: CachePadded::new(AtomicUsize::new(0)),
@@ -192,6 +221,7 @@ impl Server {
                 cpu: cpus[i % cpus.len()],
                 driver,
                 listeners,
+                tls: cfg.tls.clone(),
                 conn: cfg.conn,
                 state: state.clone(),
             };
@@ -210,7 +240,7 @@ impl Server {
                 Err(_) => return Err(StartError("a worker exited during start-up".into())),
             }
         }
-        Ok(Server { state, workers, addrs, admin_addrs, driver })
+        Ok(Server { state, workers, addrs, admin_addrs, tls_addrs, driver })
     }
 
     /// The public listeners' addresses (port 0 resolved).
@@ -221,6 +251,11 @@ impl Server {
     /// The admin listeners' addresses.
     pub fn admin_addrs(&self) -> &[SocketAddr] {
         &self.admin_addrs
+    }
+
+    /// The HTTPS listeners' addresses.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     /// The IO driver in use.
@@ -254,30 +289,32 @@ impl Server {
     }
 }
 
-/// Binds every address `threads` times; returns the sockets per worker and the public and
-/// admin addresses with port 0 resolved.
-fn bind_all(
-    cfg: &RuntimeConfig,
-    threads: usize,
-) -> Result<(Sockets, Vec<SocketAddr>, Vec<SocketAddr>), StartError> {
+/// Binds every address `threads` times; returns the sockets per worker and the public, admin
+/// and HTTPS addresses with port 0 resolved.
+fn bind_all(cfg: &RuntimeConfig, threads: usize) -> Result<(Sockets, Addrs), StartError> {
     let public_kind = if cfg.admin_listen.is_empty() { ListenerKind::All } else { ListenerKind::Public };
     let mut sockets: Sockets = (0..threads).map(|_| Vec::new()).collect();
-    let (mut addrs, mut admin_addrs) = (Vec::new(), Vec::new());
-    for (list, kind) in [(&cfg.listen, public_kind), (&cfg.admin_listen, ListenerKind::Admin)] {
+    let mut found: Addrs = Default::default();
+    let groups = [
+        (&cfg.listen, public_kind, false),
+        (&cfg.admin_listen, ListenerKind::Admin, false),
+        (&cfg.tls_listen, public_kind, true),
+    ];
+    for (list, kind, tls) in groups {
         for addr in list {
             let bound = bind_group(*addr, threads)?;
             let local = bound[0].local_addr().map_err(|e| StartError(format!("{addr}: {e}")))?;
-            if kind == ListenerKind::Admin {
-                admin_addrs.push(local)
-            } else {
-                addrs.push(local)
+            match (kind, tls) {
+                (_, true) => found.2.push(local),
+                (ListenerKind::Admin, _) => found.1.push(local),
+                _ => found.0.push(local),
             }
-            for (i, l) in bound.into_iter().enumerate() {
-                sockets[i].push((l, kind));
+            for (i, socket) in bound.into_iter().enumerate() {
+                sockets[i].push(Bound { socket, kind, tls });
             }
         }
     }
-    Ok((sockets, addrs, admin_addrs))
+    Ok((sockets, found))
 }
 
 /// Chooses the driver once: io_uring with `COOP_TASKRUN` if the kernel sets it up.
@@ -351,6 +388,15 @@ fn parse_cpu_list(s: &str) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handshake_failure_labels_match_the_metrics() {
+        let labels = crate::tls::HandshakeError::ALL.map(|e| e.label());
+        assert_eq!(labels, crate::metrics::tls::FAILURE_REASONS);
+        for (i, e) in crate::tls::HandshakeError::ALL.iter().enumerate() {
+            assert_eq!(*e as usize, i);
+        }
+    }
 
     #[test]
     fn cpu_lists() {

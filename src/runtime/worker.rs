@@ -15,10 +15,11 @@ use monoio::net::TcpListener;
 use crate::http::conn::{self, ConnConfig, ListenerKind, Service};
 use crate::http::drain::Drain;
 use crate::metrics::ConnRejected;
+use crate::tls::{Handshake, HandshakeError, Report, ServerTls};
 
 use super::backoff::{AcceptBackoff, WarnEvery};
 use super::per_ip::IpSlots;
-use super::{IoDriver, State, WATCH_INTERVAL};
+use super::{Bound, IoDriver, State, WATCH_INTERVAL};
 
 /// io_uring submission queue entries per worker.
 const URING_ENTRIES: u32 = 1024;
@@ -28,7 +29,8 @@ pub(super) struct Spec {
     pub index: usize,
     pub cpu: usize,
     pub driver: IoDriver,
-    pub listeners: Vec<(std::net::TcpListener, ListenerKind)>,
+    pub listeners: Vec<Bound>,
+    pub tls: Option<Arc<ServerTls>>,
     pub conn: ConnConfig,
     pub state: Arc<State>,
 }
@@ -92,17 +94,19 @@ where
     F: Fn(usize) -> S,
     S: Service + 'static,
 {
-    let Spec { index, listeners, conn, state, .. } = spec;
+    let Spec { index, listeners, tls, conn, state, .. } = spec;
     // Built here, on the worker's own thread and runtime: the service holds per-core state.
     let svc = Rc::new(factory(index));
     let drain = Rc::new(Drain::new());
     let budget =
         Rc::new(Budget { index, open: Cell::new(0), warn: WarnEvery::default(), state: state.clone() });
     let mut accepting = Vec::new();
-    for (std_listener, kind) in listeners {
-        match TcpListener::from_std(std_listener) {
+    for Bound { socket, kind, tls: https } in listeners {
+        match TcpListener::from_std(socket) {
             Ok(l) => {
-                let task = accept_loop(l, kind, svc.clone(), conn, drain.clone(), budget.clone());
+                let tls =
+                    if https { tls.clone().map(|t| (t, handshake_report(&state, index))) } else { None };
+                let task = accept_loop(l, kind, tls, svc.clone(), conn, drain.clone(), budget.clone());
                 accepting.push(monoio::spawn(task));
             }
             Err(e) => {
@@ -125,9 +129,19 @@ where
     }
 }
 
+/// Counts each handshake's outcome in this core's TLS metrics.
+fn handshake_report(state: &Arc<State>, core: usize) -> Report {
+    let metrics = state.metrics.clone();
+    Rc::new(move |r: Result<Handshake, HandshakeError>| match r {
+        Ok(h) => metrics.tls.handshake(core, h.tls13, h.resumed),
+        Err(e) => metrics.tls.failure(core, e as usize),
+    })
+}
+
 async fn accept_loop<S: Service + 'static>(
     listener: TcpListener,
     kind: ListenerKind,
+    tls: Option<(Arc<ServerTls>, Report)>,
     svc: Rc<S>,
     cfg: ConnConfig,
     drain: Rc<Drain>,
@@ -147,11 +161,24 @@ async fn accept_loop<S: Service + 'static>(
                     drop(stream);
                     continue;
                 };
+                let _ = stream.set_nodelay(true);
                 let (svc, drain) = (svc.clone(), drain.clone());
-                monoio::spawn(async move {
-                    conn::serve(stream, peer, kind, svc, cfg, drain).await;
-                    drop(slot);
-                });
+                match &tls {
+                    None => monoio::spawn(async move {
+                        conn::serve(stream, peer, kind, svc, cfg, drain).await;
+                        drop(slot);
+                    }),
+                    // The handshake runs in the connection's first read, under header_timeout.
+                    Some((tls, report)) => {
+                        let stream = tls.accept(stream, report.clone());
+                        monoio::spawn(async move {
+                            if let Some(stream) = stream {
+                                conn::serve(stream, peer, kind, svc, cfg, drain).await;
+                            }
+                            drop(slot);
+                        })
+                    }
+                };
             }
             Err(e) => {
                 // EMFILE and friends leave the connection in the backlog: wait, longer each

@@ -62,6 +62,8 @@ pub struct Daemon {
     child: Child,
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// The first HTTPS listener (`tls.tls_listen`), from the ready line's `tls=`.
+    pub tls: Option<SocketAddr>,
     /// The IO driver the daemon runs, from its ready line (`Uring` or `Epoll`).
     pub driver: String,
     log: Arc<Mutex<Vec<String>>>,
@@ -142,7 +144,8 @@ impl Daemon {
         let log2 = log.clone();
         let log_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // `ready: public=A,B admin=C|- workers=N driver=D`, once every listener accepts.
+                // `ready: public=A,B admin=C|- tls=D|- workers=N driver=X`, once every listener
+                // accepts.
                 if let Some(rest) = line.split("ready: ").nth(1) {
                     let _ = tx.send(rest.to_string());
                 }
@@ -162,10 +165,11 @@ impl Daemon {
         };
         let addr = field("public=").first().copied();
         let admin = field("admin=").first().copied();
+        let tls = field("tls=").first().copied();
         let driver =
             ready.split_whitespace().find_map(|f| f.strip_prefix("driver=")).unwrap_or("?").to_string();
         let addr = addr.expect("a public listener");
-        let d = Daemon { child, addr, admin, driver, log, log_reader: Some(log_reader), _dir: None };
+        let d = Daemon { child, addr, admin, tls, driver, log, log_reader: Some(log_reader), _dir: None };
         d.wait_healthy(admin.unwrap_or(d.addr));
         d
     }
@@ -284,14 +288,15 @@ impl Response {
     }
 }
 
-/// Reads consecutive responses from one connection.
-pub struct Reader {
-    pub stream: TcpStream,
+/// Reads consecutive responses from one connection: plain TCP, or a TLS client stream over one
+/// (`tests/tls.rs`).
+pub struct Reader<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
-impl Reader {
-    pub fn new(stream: TcpStream) -> Reader {
+impl<S: Read + Write> Reader<S> {
+    pub fn new(stream: S) -> Reader<S> {
         Reader { stream, buf: Vec::new() }
     }
 
