@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{connect, try_request, Daemon, Reader, DRIVERS};
+use common::{connect, connect_from, try_request, Daemon, Reader, DRIVERS};
 
 const EVENT: &[u8] = b"GET /event HTTP/1.1\r\nHost: localhost\r\n\r\n";
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
@@ -37,17 +37,6 @@ fn refused(mut stream: TcpStream) -> bool {
         Err(e) => e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut,
     };
     closed && t0.elapsed() < Duration::from_secs(2)
-}
-
-/// A client socket bound to `src` (any address of 127.0.0.0/8 is loopback on Linux).
-fn connect_from(src: [u8; 4], to: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::from((src, 0)).into()).unwrap();
-    s.connect(&to.into()).unwrap();
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
 }
 
 fn healthz(admin: SocketAddr) -> u16 {

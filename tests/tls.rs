@@ -109,13 +109,18 @@ fn tls_toml(cert: &Issued, extra: &str) -> String {
 
 /// A finished TLS handshake to `addr` with SNI `name`.
 fn tls_connect(addr: SocketAddr, config: &Arc<ClientConfig>, name: &str) -> Reader<Tls> {
+    try_tls(common::connect(addr), config, name).unwrap()
+}
+
+/// A TLS handshake with SNI `name` over `tcp`; the error if it could not finish.
+fn try_tls(tcp: TcpStream, config: &Arc<ClientConfig>, name: &str) -> std::io::Result<Reader<Tls>> {
     let conn =
         ClientConnection::new(config.clone(), ServerName::try_from(name.to_string()).unwrap()).unwrap();
-    let mut s = StreamOwned::new(conn, common::connect(addr));
+    let mut s = StreamOwned::new(conn, tcp);
     while s.conn.is_handshaking() {
-        s.conn.complete_io(&mut s.sock).unwrap();
+        s.conn.complete_io(&mut s.sock)?;
     }
-    Reader::new(s)
+    Ok(Reader::new(s))
 }
 
 fn peer_cert(r: &Reader<Tls>) -> CertificateDer<'static> {
@@ -365,6 +370,78 @@ fn old_protocols_are_refused_and_stalled_handshakes_closed() {
         assert_eq!(d.metric("dcsd_tls_handshake_failures_total{reason=\"incompatible\"}"), 1);
         assert_eq!(d.metric("dcsd_tls_handshake_failures_total{reason=\"timeout\"}"), 2);
         assert_eq!(d.metric("dcsd_tls_handshakes_total{version=\"1.3\",kind=\"full\"}"), 1);
+    });
+}
+
+/// Whether the daemon closes a connection from `src` to the HTTPS listener `tls` at once,
+/// before any handshake: a ClientHello sent on it gets nothing back.
+fn refused_before_handshake(src: [u8; 4], tls: SocketAddr, config: &Arc<ClientConfig>) -> bool {
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = ClientConnection::new(config.clone(), name).unwrap();
+    let mut tcp = common::connect_from(src, tls);
+    let t0 = Instant::now();
+    // The daemon may already have closed it: a failed write is a refusal too.
+    let _ = conn.write_tls(&mut tcp);
+    read_until_closed(&mut tcp).is_empty() && t0.elapsed() < Duration::from_secs(2)
+}
+
+#[test]
+fn https_connections_take_their_places_in_the_public_budgets() {
+    let pki = Pki::new();
+    let cert = pki.issue("server", &["localhost"]);
+    let config = pki.client(rustls::DEFAULT_VERSIONS);
+    let limits = "[server]\nadmin_listen = [\"127.0.0.1:0\"]\n\
+                  [limits]\nmax_connections = 6\nmax_connections_per_ip = 3\nkeepalive_timeout_ms = 60000\n";
+    let (a, b, c) = ([127, 0, 0, 1], [127, 0, 0, 2], [127, 0, 0, 3]);
+    for_each_driver(|driver| {
+        let d = Daemon::start(driver, &tls_toml(&cert, limits));
+        let tls = d.tls.unwrap();
+        let held_tls = |src: [u8; 4]| {
+            let mut r = try_tls(common::connect_from(src, tls), &config, "localhost").unwrap();
+            r.send(PIXEL);
+            assert_eq!(r.response(false).unwrap().status, 200, "{driver}: held over HTTPS");
+            r
+        };
+        let held_plain = |src: [u8; 4]| {
+            let mut r = Reader::new(common::connect_from(src, d.addr));
+            r.send(PIXEL);
+            assert_eq!(r.response(false).unwrap().status, 200, "{driver}: held over HTTP");
+            r
+        };
+        // One address's plain and HTTPS connections share its cap.
+        let mut https = vec![held_tls(a), held_tls(a)];
+        let mut plain = vec![held_plain(a)];
+        assert!(refused_before_handshake(a, tls, &config), "{driver}: a 4th connection of {a:?} served");
+        assert_eq!(d.metric("dcsd_http_connections_rejected_per_ip_total"), 1, "{driver}");
+        // And every address's share max_connections.
+        https.extend([held_tls(b), held_tls(b)]);
+        plain.push(held_plain(b));
+        assert!(refused_before_handshake(c, tls, &config), "{driver}: a 7th connection served");
+        assert_eq!(d.metric("dcsd_http_connections_rejected_total"), 1, "{driver}");
+        assert_eq!(d.metric("dcsd_http_connections_rejected_per_ip_total"), 1, "{driver}");
+        // The refused connections never reached the handshake.
+        let handshakes: u64 = ["full", "resumed"]
+            .map(|k| d.metric(&format!("dcsd_tls_handshakes_total{{version=\"1.3\",kind=\"{k}\"}}")))
+            .iter()
+            .sum();
+        assert_eq!(handshakes, 4, "{driver}");
+        for reason in ["timeout", "closed", "incompatible", "alert", "protocol"] {
+            let series = format!("dcsd_tls_handshake_failures_total{{reason=\"{reason}\"}}");
+            assert_eq!(d.metric(&series), 0, "{driver}: {series}");
+        }
+        // A closed HTTPS connection gives its place back.
+        drop(https.pop());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut served = loop {
+            if let Ok(r) = try_tls(common::connect_from(c, tls), &config, "localhost") {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "{driver}: the place was never given back");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        served.send(PIXEL);
+        assert_eq!(served.response(false).unwrap().status, 200, "{driver}");
+        drop(plain);
     });
 }
 

@@ -253,6 +253,18 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// A client socket bound to `src` (any address of 127.0.0.0/8 is loopback on Linux), so that
+/// tests of the per-address cap can be several clients.
+pub fn connect_from(src: [u8; 4], to: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from((src, 0)).into()).unwrap();
+    s.connect(&to.into()).unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
 pub fn try_request(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
