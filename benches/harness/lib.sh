@@ -6,7 +6,7 @@
 #   run directory RUN_DIR/{raw,conf,tmp}, runs.jsonl (one line per recorded load run),
 #                 mem.jsonl (memory snapshots), env.txt, bench.log
 #   servers       start_server / stop_server, by PID, under /usr/bin/time -v, pinned with
-#                 taskset; free_port, wait_port, wait_http, wait_line; render_nginx
+#                 taskset; free_port, wait_port, wait_url, wait_http, wait_line; render_nginx
 #   load          run_wrk (closed loop), run_oha (fixed rate, latency-corrected), series
 #                 (warm-up + REPEATS runs); each records the server's CPU time over the run
 #                 from /proc/PID/task/*/schedstat
@@ -177,17 +177,23 @@ wait_port() {
   return 1
 }
 
-# wait_http PID PORT PATH: until GET PATH answers 200 (30 s; fails early if PID exits).
-wait_http() {
-  local pid=$1 port=$2 path=$3 i code
+# wait_url PID URL [CURL_ARG...]: until GET URL answers 200 (30 s; fails early if PID exits).
+wait_url() {
+  local pid=$1 url=$2 i code
+  shift 2
   for ((i = 0; i < 300; i++)); do
     kill -0 "$pid" 2>/dev/null || { echo "server exited during start-up" >&2; return 1; }
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port$path" || true)
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$@" "$url" || true)
     [[ "$code" == 200 ]] && return 0
     sleep 0.1
   done
-  echo "no 200 from http://127.0.0.1:$port$path within 30 s" >&2
+  echo "no 200 from $url within 30 s" >&2
   return 1
+}
+
+# wait_http PID PORT PATH: until GET http://127.0.0.1:PORT/PATH answers 200 (see wait_url).
+wait_http() {
+  wait_url "$1" "http://127.0.0.1:$2$3"
 }
 
 # wait_line PID FILE REGEX: until FILE has a line matching REGEX (a server's ready line;
