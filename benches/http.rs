@@ -46,7 +46,7 @@ fn render(c: &mut Criterion) {
     let config = Config::load(&Cli::default()).expect("built-in config");
     let catalog =
         dcsd::catalog::load(&config.taxonomy_source, config.taxonomy_limits()).expect("built-in taxonomy");
-    let dcs = Dcs::new(0, Arc::new(Shared::new(config, catalog, 1)));
+    let dcs = Dcs::new(0, Arc::new(Shared::new(config, catalog, 1).unwrap()));
     let mut g = c.benchmark_group("event_response");
     let pixel = b"GET /event?d_sid=1234&c_key=val HTTP/1.1\r\nHost: localhost\r\nCookie: demdex=12345678901234567890123456789012345678\r\n\r\n";
     for (name, raw) in [("pixel", &pixel[..]), ("json_loadgen", LOADGEN), ("jsonp_browser", BROWSER)] {

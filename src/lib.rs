@@ -62,6 +62,7 @@ pub mod catalog;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod eventlog;
 pub mod http;
 pub mod identity;
 pub mod json;

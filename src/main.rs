@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use dcsd::catalog::{self, Catalog};
-use dcsd::config::{Cli, Config, ConfigError};
+use dcsd::config::{Cli, Command, Config, ConfigError};
 use dcsd::log;
 use dcsd::pipeline::{Dcs, Shared};
 use dcsd::runtime::fds::{self, ConnectionPlan, FdDemand};
@@ -38,6 +38,9 @@ fn main() -> ExitCode {
         }
     };
     dcsd::log::init_from_env();
+    if let Some(Command::VerifyLog { dir }) = &cli.command {
+        return verify_log(dir);
+    }
     let (config, catalog, tls) = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -60,9 +63,6 @@ fn main() -> ExitCode {
     if plan.lowered() {
         log!(Warn, "{plan}");
     }
-    for s in config.inactive_settings() {
-        log!(Warn, "setting has no effect in this version: {s}");
-    }
     // Registered before any worker exists, so no thread runs the default SIGTERM action.
     let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,
@@ -81,7 +81,14 @@ fn main() -> ExitCode {
     if let Some(t) = &tls {
         log!(Info, "TLS: {}", describe_tls(&config, &t.summary()));
     }
-    let shared = Arc::new(Shared::new(config, catalog, rt.threads));
+    // Restores the snapshot, replays the event log after it and starts the log's writers.
+    let shared = match Shared::new(config, catalog, rt.threads) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            log!(Error, "cannot start the event log's writers: {e}");
+            return ExitCode::from(EXIT_OSERR);
+        }
+    };
     if let Some(t) = &tls {
         shared.metrics.tls.certificates(t.summary().not_after);
     }
@@ -119,6 +126,12 @@ fn main() -> ExitCode {
     } else {
         log!(Warn, "drain time ({drain_ms} ms) ran out with requests in flight; exiting");
     }
+    if let Some(log) = &shared.eventlog {
+        // Every core handed over what it held when it drained; each writer now syncs and
+        // renames its file `.done`. Before the final snapshot, whose note then says "all".
+        log.finish();
+        log!(Info, "event log: every file synced and renamed .done");
+    }
     if let Some(s) = snapshotter {
         match s.stop_and_write_final() {
             Ok(st) => log!(Info, "snapshot written: {} profiles, {} bytes", st.profiles, st.bytes),
@@ -126,6 +139,25 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `dcsd verify-log DIR`: the report on stdout; 0 when every file is valid, 1 on any
+/// violation, 64 when the directory cannot be read.
+fn verify_log(dir: &std::path::Path) -> ExitCode {
+    match dcsd::eventlog::verify::verify(dir) {
+        Ok(report) => {
+            print!("{report}");
+            if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("verify-log: cannot read {}: {e}", dir.display());
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
 }
 
 /// The configuration, the compiled taxonomy and the TLS certificates (read and checked); every

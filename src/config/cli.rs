@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 
 /// `dcsd [--config PATH] [--listen ADDR:PORT]... [--threads N] [--driver auto|uring|legacy]
-/// [--taxonomy PATH] [--check]`
+/// [--taxonomy PATH] [--check]`, or `dcsd verify-log DIR`
 #[derive(Debug, Default, Parser)]
 #[command(name = "dcsd", version, about = "Data collection server for the edge")]
 pub struct Cli {
@@ -28,6 +28,21 @@ pub struct Cli {
     /// Validate the configuration and taxonomy, print a summary, exit 0 or 64.
     #[arg(long)]
     pub check: bool,
+    /// A tool instead of the daemon.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// `dcsd <COMMAND>`: tools that run instead of the daemon.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Check every event-log file in DIR (docs/eventlog.md §8): each line a record of the
+    /// schema, only a crash's last line incomplete, names and sequences consistent; prints
+    /// counts per file and per kind; exits 1 on any violation.
+    VerifyLog {
+        /// The event-log directory (`eventlog.dir`).
+        dir: PathBuf,
+    },
 }
 
 /// Which monoio driver the workers run.

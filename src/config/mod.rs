@@ -13,7 +13,7 @@ pub mod taxonomy;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use cli::{Cli, Driver};
+pub use cli::{Cli, Command, Driver};
 pub use file::FileConfig;
 pub use taxonomy::{Counts, Taxonomy};
 
@@ -130,16 +130,6 @@ impl Config {
             taxonomy_source,
             config_path: cli.config.clone(),
         })
-    }
-
-    /// Settings that are accepted but have no effect yet in this version; logged at start-up
-    /// so that an operator is never misled by a silently ignored key.
-    pub fn inactive_settings(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if !self.eventlog.dir.is_empty() {
-            v.push("eventlog.dir (the event log is not implemented yet; nothing is written)");
-        }
-        v
     }
 
     /// The bounds a taxonomy document must stay within (`[limits]`).

@@ -53,6 +53,14 @@ pub trait Service {
     fn reject(&self, err: HttpError, out: &mut Vec<u8>) -> Completed;
     /// Records completed requests once their bytes were handed to the kernel.
     fn record(&self, done: Completed, elapsed: Duration);
+    /// What must finish before a batch of answers is written.
+    type Ready: Future<Output = ()>;
+    /// Called before each batch of answers is written: `Some` to make the write wait (the
+    /// event log's group commit: the batch's records on disk first, docs/eventlog.md §4).
+    fn before_write(&self) -> Option<Self::Ready>;
+    /// The worker drained: no request will come any more (the event log hands over what it
+    /// holds).
+    fn drained(&self);
 }
 
 /// What [`Service::call`] did with a request.
@@ -395,6 +403,9 @@ impl Conn {
     ) -> Option<Instant> {
         let mut done_at = t0;
         if !self.out.is_empty() {
+            if let Some(ready) = svc.before_write() {
+                ready.await;
+            }
             let out = std::mem::take(&mut self.out);
             let deadline = Deadline::from_std(t0 + self.cfg.keepalive_timeout);
             match monoio::time::timeout_at(deadline, stream.send_all(out)).await {

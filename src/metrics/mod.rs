@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+pub mod eventlog;
 pub mod partner;
 pub mod tls;
 
+pub use eventlog::EventLogMetrics;
 pub use partner::{PartnerCounters, PartnerRegistry};
 pub use tls::TlsMetrics;
 
@@ -72,6 +74,8 @@ pub struct Registry {
     pub partners: PartnerRegistry,
     /// TLS handshakes, failures and certificates.
     pub tls: TlsMetrics,
+    /// The event log's writers (emitted when the log is on).
+    pub eventlog: EventLogMetrics,
 }
 
 /// Writes a metric family's `# HELP` and `# TYPE` lines (Prometheus text format 0.0.4).
@@ -171,6 +175,7 @@ impl Registry {
             cores: (0..cores.max(1)).map(|_| CachePadded::new(CoreMetrics::new())).collect(),
             partners: PartnerRegistry::default(),
             tls: TlsMetrics::new(cores),
+            eventlog: EventLogMetrics::new(cores),
         }
     }
 
@@ -285,6 +290,7 @@ impl Registry {
         family(out, "dcsd_workers", "gauge", "Worker threads (one per core).", &[("", &self.cores.len())]);
         self.partners.render(out);
         self.tls.render(out);
+        self.eventlog.render(out);
     }
 }
 

@@ -7,9 +7,11 @@
 //! [`Shared`].
 
 pub mod handlers;
+pub mod logging;
 pub mod params;
 pub mod partners;
 pub mod rate;
+pub mod replay;
 pub mod route;
 pub mod shared;
 pub mod signals;
@@ -83,6 +85,10 @@ pub struct Core {
     partners: crate::partner::PartnerSet,
     /// The idle-connection sweeper task runs.
     sweeping: Cell<bool>,
+    /// This core's lane of the event log, when the log is on.
+    log: Option<Rc<crate::eventlog::Lane>>,
+    /// What the current request's profile update did, for its log record.
+    facts: RefCell<logging::Facts>,
 }
 
 /// A core's handle on a catalog: an `Rc` (non-atomic, per core) around the shared `Arc`, so
@@ -111,6 +117,8 @@ pub struct Work {
     /// Each partner's outcome for the request (skipped ones at once; called ones when the
     /// answer is written), in the order they were decided; for the event log.
     pub partner_outcomes: Vec<(u32, crate::partner::Outcome)>,
+    /// Partners a pixel request called (their outcomes come later), for the event log.
+    pub called: Vec<u32>,
 }
 
 // === impl Work ===
@@ -125,6 +133,7 @@ impl Work {
         self.dests.clear();
         self.partner_realized.clear();
         self.partner_outcomes.clear();
+        self.called.clear();
     }
 }
 
@@ -190,6 +199,8 @@ impl Dcs {
             scratch: RefCell::new(Vec::with_capacity(512)),
             partners: crate::partner::PartnerSet::default(),
             sweeping: Cell::new(false),
+            log: shared.eventlog.as_ref().and_then(|l| l.lane(index)),
+            facts: RefCell::new(logging::Facts::default()),
             shared,
         };
         Dcs { core: Rc::new(core) }
@@ -305,6 +316,9 @@ impl Service for Dcs {
     type Wait = Pin<Box<dyn Future<Output = Deferred>>>;
 
     fn call(&self, req: &Request<'_>, out: &mut Vec<u8>) -> Call<Self::Wait> {
+        if self.log.is_some() {
+            self.facts.borrow_mut().clear();
+        }
         let route = Route::of(req.head.path.get(req.buf), req.listener);
         let head_only = req.head.method == Method::Head;
         let mut close = req.conn == ConnHeader::Close;
@@ -358,5 +372,17 @@ impl Service for Dcs {
 
     fn record(&self, done: Completed, elapsed: Duration) {
         self.shared.metrics.core(self.index).record(done.route, done.status, elapsed);
+    }
+
+    type Ready = crate::eventlog::Durable;
+
+    fn before_write(&self) -> Option<Self::Ready> {
+        self.log.as_ref()?.durable()
+    }
+
+    fn drained(&self) {
+        if let Some(log) = &self.log {
+            log.close();
+        }
     }
 }

@@ -37,6 +37,13 @@ pub struct Owner {
     pub uuid: Uuid,
     /// The host's customer (whose segments are re-evaluated).
     pub customer: u32,
+    /// The request's transaction ID, client address and mode (`pixel`, `json`), for the
+    /// `partner` record of a result that lands later.
+    pub tid: u64,
+    /// The client's address.
+    pub ip: std::net::IpAddr,
+    /// `pixel` or `json`.
+    pub mode: &'static str,
 }
 
 /// A call decided for a request: its slot in the pool and its request bytes.
@@ -123,7 +130,7 @@ pub fn ttl_of(catalog: &Catalog, customer: u32, dpid: u32) -> u32 {
 /// Stores a result that came after its request's answer (or for a pixel request) in the
 /// profile: the answer cached until it expires, the partner traits realized, the customer's
 /// segments re-evaluated. A profile that opted out of the customer meanwhile stores nothing.
-fn land(dcs: &Dcs, owner: Owner, dpid: u32, answer: &Answer) {
+fn land(dcs: &Dcs, owner: Owner, dpid: u32, outcome: Outcome, answer: &Answer) {
     let catalog = dcs.catalog();
     let now = super::handlers::now_s();
     let mut traits = Vec::new();
@@ -134,20 +141,26 @@ fn land(dcs: &Dcs, owner: Owner, dpid: u32, answer: &Answer) {
     let expires = expires_s(ttl_of(&catalog, owner.customer, dpid), answer, now);
     let (engine, today) = (&catalog.engine, day_of(now));
     let (mut segments, mut merged) = (Vec::new(), Vec::new());
-    dcs.shared.table.update(owner.uuid, now, |p| {
+    let stored = dcs.shared.table.update(owner.uuid, now, |p| {
         if p.is_opted_out(owner.customer) {
-            return;
+            return false;
         }
         p.set_partner_result(dpid, expires, Vec::new());
         if traits.is_empty() {
-            return;
+            return true;
         }
         for &t in &traits {
             p.realize(t, now);
         }
         engine.segments(p, today, owner.customer, &mut segments);
         set_customer_segments(engine, p, owner.customer, &segments, &mut merged);
+        true
     });
+    if !stored {
+        traits.clear();
+    }
+    let expires = stored.then_some(u64::from(expires));
+    dcs.log_partner(&owner, dpid, outcome, &traits, &segments, expires);
 }
 
 /// Replaces `customer`'s segments in `p` with `segments`, keeping other customers' (and
@@ -231,8 +244,12 @@ impl Fanout {
         if let Some(p) = &pool {
             p.counters.outcome(if late { Outcome::Late } else { result.outcome } as usize);
         }
-        if let Some(answer) = &result.answer {
-            land(&self.dcs, self.owner, dpid, answer);
+        let outcome = if late { Outcome::Late } else { result.outcome };
+        match &result.answer {
+            Some(answer) => land(&self.dcs, self.owner, dpid, outcome, answer),
+            // A pixel request's failed call: its record says `called`; this says how it ended.
+            None if !self.waits => self.dcs.log_partner(&self.owner, dpid, outcome, &[], &[], None),
+            None => {}
         }
     }
 }

@@ -15,6 +15,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::eventlog::EventLog;
 use crate::metrics::Registry;
 use crate::table::snapshot::{self, Snapshotter};
 use crate::table::{DenyRule, ProfileTable, TableConfig};
@@ -32,6 +33,8 @@ pub struct Shared {
     pub metrics: Arc<Registry>,
     /// Every profile and ID mapping (the only shared mutable state on the request path).
     pub table: Arc<ProfileTable>,
+    /// The event log, when `eventlog.dir` is set.
+    pub eventlog: Option<Arc<EventLog>>,
     /// Whether the snapshot may be written this run: not when a refused snapshot could not
     /// be moved aside, so that no write replaces it.
     snapshot_writable: bool,
@@ -42,13 +45,44 @@ pub struct Shared {
 impl Shared {
     /// State for `threads` workers; the profile table is restored from `store.snapshot_path`
     /// when one is configured (a missing file starts empty; a refused one is logged and moved
-    /// aside; stale temp files are removed).
-    pub fn new(config: Config, catalog: Catalog, threads: usize) -> Shared {
-        let (table, writable) = restore_table(&config, &catalog);
-        Shared {
+    /// aside; stale temp files are removed). With `eventlog.dir` set, the log records written
+    /// after the snapshot are replayed into the table, files a crash left open are renamed
+    /// `.done`, and the log's writers start (docs/eventlog.md §6).
+    ///
+    /// # Errors
+    /// A writer thread of the event log cannot be started.
+    pub fn new(config: Config, catalog: Catalog, threads: usize) -> std::io::Result<Shared> {
+        let (table, writable, note) = restore_table(&config, &catalog);
+        let mut shared = Shared {
             snapshot_writable: writable,
             ..Shared::with_table(config, catalog, threads, Arc::new(table))
+        };
+        let log = &shared.config.eventlog;
+        if !log.dir.is_empty() {
+            let dir = Path::new(&log.dir);
+            let from = note.as_deref().and_then(crate::eventlog::decode_note);
+            let r = super::replay::replay(dir, from.as_deref(), &shared.table, &shared.catalog.load());
+            crate::log!(
+                Info,
+                "event log: replayed {} records ({} applied) from {} files in {} ms{}{}",
+                r.records,
+                r.applied,
+                r.files,
+                r.took.as_millis(),
+                if from.is_some() {
+                    " after the snapshot's positions"
+                } else {
+                    " (no snapshot positions: every file)"
+                },
+                if r.corrupt > 0 { format!("; {} corrupt lines skipped", r.corrupt) } else { String::new() }
+            );
+            let sealed = crate::eventlog::seal_leftovers(dir);
+            if sealed > 0 {
+                crate::log!(Warn, "event log: renamed {sealed} file(s) a previous run left open to .done");
+            }
+            shared.eventlog = Some(Arc::new(EventLog::open(log, threads, shared.metrics.clone())?));
         }
+        Ok(shared)
     }
 
     /// State for `threads` workers around an existing table.
@@ -59,6 +93,7 @@ impl Shared {
             catalog_generation: CachePadded::new(AtomicU64::new(0)),
             config: Arc::new(config),
             metrics: Arc::new(Registry::new(threads)),
+            eventlog: None,
             snapshot_writable: true,
         }
     }
@@ -82,7 +117,13 @@ impl Shared {
         }
         let interval = Duration::from_secs(u64::from(store.snapshot_interval_s.max(1)));
         let path = store.snapshot_path.clone().into();
-        snapshot::spawn_snapshotter(self.table.clone(), path, interval, store.snapshot_shrink_ratio).map(Some)
+        let log = self.eventlog.clone();
+        let note: snapshot::NoteFn = Arc::new(move || match &log {
+            Some(l) => crate::eventlog::encode_note(&l.positions()),
+            None => Vec::new(),
+        });
+        snapshot::spawn_snapshotter(self.table.clone(), path, interval, store.snapshot_shrink_ratio, note)
+            .map(Some)
     }
 }
 
@@ -105,28 +146,28 @@ fn table_config(config: &Config, catalog: &Catalog) -> TableConfig {
 /// written this run. Stale temp files are removed first. A missing file starts empty; a torn
 /// or corrupt one is refused — never half-loaded — and moved aside so the next write cannot
 /// replace it (docs/configuration.md §3.8); if it cannot be moved, writes are off instead.
-fn restore_table(config: &Config, catalog: &Catalog) -> (ProfileTable, bool) {
+fn restore_table(config: &Config, catalog: &Catalog) -> (ProfileTable, bool, Option<Vec<u8>>) {
     let limits = table_config(config, catalog);
     if config.store.snapshot_path.is_empty() {
-        return (ProfileTable::new(limits), true);
+        return (ProfileTable::new(limits), true, None);
     }
     let path = Path::new(&config.store.snapshot_path);
     remove_stale_temps(path);
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             crate::log!(Info, "no snapshot at {}; starting with an empty profile table", path.display());
-            return (ProfileTable::new(limits), true);
+            return (ProfileTable::new(limits), true, None);
         }
         _ => {}
     }
     let t0 = Instant::now();
-    match snapshot::restore(path, limits.clone()) {
-        Ok((table, st)) => {
+    match snapshot::restore_noted(path, limits.clone()) {
+        Ok((table, st, note)) => {
             let ms = t0.elapsed().as_millis();
             crate::log!(Info, "restored {} profiles from {} in {ms} ms", st.profiles, path.display());
-            (table, true)
+            (table, true, Some(note))
         }
-        Err(e) => (ProfileTable::new(limits), set_aside(path, &e)),
+        Err(e) => (ProfileTable::new(limits), set_aside(path, &e), None),
     }
 }
 

@@ -127,6 +127,7 @@ where
     while budget.open.get() > 0 {
         monoio::time::sleep(Duration::from_millis(2)).await;
     }
+    svc.drained();
 }
 
 /// Counts each handshake's outcome in this core's TLS metrics.

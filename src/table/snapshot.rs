@@ -2,12 +2,15 @@
 //! and denylist counters, declared-ID and ECID maps) in one checksummed file.
 //!
 //! ```text
-//! header   b"DCSDSNAP" · u32 version (2) · u32 reserved (0)
+//! header   b"DCSDSNAP" · u32 version (3) · u32 reserved (0) · u32 note length · note
 //! record*  u8 kind (1 profile, 2 declared ID, 3 ECID, 4 ID denylist) · varint klen · key ·
 //!          varint vlen · value
 //! trailer  u8 0xFF · u64 record count · u32 CRC-32 (IEEE) of every byte before it
 //! ```
-//! Integers little-endian. [`write()`] streams to `<path>.tmp`, fsyncs it, renames it over
+//! Integers little-endian. The note is opaque to the table: the caller's record of what the
+//! snapshot covers (the event log's positions, `crate::eventlog::encode_note`), taken just
+//! before the walk starts, so everything before it is in the file. Version 2 files (no note)
+//! are still read. [`write()`] streams to `<path>.tmp`, fsyncs it, renames it over
 //! `path` and fsyncs the directory, so `path` always holds a complete snapshot or the previous
 //! one; a failed write deletes its temp file. It walks the shards under short epoch guards and
 //! never blocks writers; each bucket is copied as of one instant, the file as a whole is not a
@@ -51,11 +54,17 @@ pub(super) mod files;
 mod read;
 
 pub use files::{move_aside, previous_path, remove_stale_temps, StaleTemp};
-pub use read::restore;
+pub use read::{restore, restore_noted};
 
 const MAGIC: &[u8; 8] = b"DCSDSNAP";
-/// 2: declared-ID mappings carry their time; the ID denylist. Version 1 files are refused.
-const VERSION: u32 = 2;
+/// 3: the note. 2: declared-ID mappings carry their time; the ID denylist. Version 1 files
+/// are refused.
+const VERSION: u32 = 3;
+/// Longest note restore accepts.
+const MAX_NOTE_BYTES: usize = 1 << 20;
+
+/// Makes the note of a snapshot about to be written.
+pub type NoteFn = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
 const TRAILER: u8 = 0xFF;
 /// Every map, in file order.
 const KINDS: [Kind; 4] = [Kind::Profile, Kind::Declared, Kind::Ecid, Kind::Denied];
@@ -133,7 +142,6 @@ pub enum SnapshotError {
 }
 
 /// The background snapshot thread; see [`spawn_snapshotter`].
-#[derive(Debug)]
 pub struct Snapshotter {
     /// Dropping or sending on it ends the thread's wait.
     stop: mpsc::Sender<()>,
@@ -145,6 +153,8 @@ pub struct Snapshotter {
     path: PathBuf,
     /// `store.snapshot_shrink_ratio`, for the final write as for the periodic ones.
     shrink_ratio: f64,
+    /// The note of each write.
+    note: NoteFn,
 }
 
 // === impl SnapshotError ===
@@ -213,12 +223,12 @@ impl Snapshotter {
     pub fn stop_and_write_final(self) -> Result<SnapshotStats, SnapshotError> {
         let _ = self.stop.send(());
         let _ = self.thread.join();
-        write(&self.table, &self.path, self.shrink_ratio)
+        write_noted(&self.table, &self.path, self.shrink_ratio, &*self.note)
     }
 }
 
 /// Starts a thread named `snapshot` that writes `table` to `path` every `interval` with
-/// [`write()`] (`shrink_ratio` as there), logging each write at debug level and failures as
+/// [`write_noted`] (`shrink_ratio` and `note` as there), logging each write at debug level and failures as
 /// warnings (the next interval tries again).
 ///
 /// # Errors
@@ -228,12 +238,13 @@ pub fn spawn_snapshotter(
     path: PathBuf,
     interval: Duration,
     shrink_ratio: f64,
+    note: NoteFn,
 ) -> io::Result<Snapshotter> {
     let (stop, rx) = mpsc::channel::<()>();
-    let (t, p) = (Arc::clone(&table), path.clone());
+    let (t, p, n) = (Arc::clone(&table), path.clone(), note.clone());
     let thread = std::thread::Builder::new().name("snapshot".into()).spawn(move || {
         while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
-            match write(&t, &p, shrink_ratio) {
+            match write_noted(&t, &p, shrink_ratio, &*n) {
                 // What tests (and an operator at debug level) wait for; once per interval.
                 Ok(st) => crate::log!(
                     Debug,
@@ -246,7 +257,7 @@ pub fn spawn_snapshotter(
             }
         }
     })?;
-    Ok(Snapshotter { stop, thread, table, path, shrink_ratio })
+    Ok(Snapshotter { stop, thread, table, path, shrink_ratio, note })
 }
 
 /// Writes `table` to `path` atomically (temp file, fsync, rename, fsync of the directory), and
@@ -262,9 +273,23 @@ pub fn spawn_snapshotter(
 /// [`SnapshotError::Io`] if any step fails, keeping the previous file for the guard
 /// included; `path` then still holds the previous snapshot, and the temp file is removed.
 pub fn write(table: &ProfileTable, path: &Path, shrink_ratio: f64) -> Result<SnapshotStats, SnapshotError> {
+    write_noted(table, path, shrink_ratio, &Vec::new)
+}
+
+/// [`write()`] with the note `note` makes just before the walk (it must describe a state the
+/// table already holds, so that the file covers at least what the note says).
+///
+/// # Errors
+/// As [`write()`].
+pub fn write_noted(
+    table: &ProfileTable,
+    path: &Path,
+    shrink_ratio: f64,
+    note: &dyn Fn() -> Vec<u8>,
+) -> Result<SnapshotStats, SnapshotError> {
     let start = Instant::now();
     let tmp = files::tmp_path(path);
-    let outcome = write_file(table, path, &tmp, shrink_ratio);
+    let outcome = write_file(table, path, &tmp, shrink_ratio, note);
     if outcome.is_err() {
         // A torn temp file is useless and as large as the table (disk full is a likely cause
         // of the failure). Already gone if the failure came after the rename.
@@ -280,8 +305,9 @@ fn write_file(
     path: &Path,
     tmp: &Path,
     ratio: f64,
+    note: &dyn Fn() -> Vec<u8>,
 ) -> Result<SnapshotStats, SnapshotError> {
-    let stats = write_tmp(table, tmp)?;
+    let stats = write_tmp(table, tmp, note)?;
     guard_shrink(table, path, &stats, ratio)?;
     fs::rename(tmp, path)?;
     files::sync_dir(path)?;
@@ -289,12 +315,22 @@ fn write_file(
 }
 
 /// Streams `table` to `tmp` and fsyncs it.
-fn write_tmp(table: &ProfileTable, tmp: &Path) -> Result<SnapshotStats, SnapshotError> {
+fn write_tmp(
+    table: &ProfileTable,
+    tmp: &Path,
+    note: &dyn Fn() -> Vec<u8>,
+) -> Result<SnapshotStats, SnapshotError> {
     let file = File::create(tmp)?;
     let mut out = BufWriter::with_capacity(IO_BUFFER_BYTES, Crc::new(file));
     out.write_all(MAGIC)?;
     out.write_all(&VERSION.to_le_bytes())?;
     out.write_all(&0u32.to_le_bytes())?;
+    let note = note();
+    let note_len = u32::try_from(note.len()).ok().filter(|&n| n as usize <= MAX_NOTE_BYTES);
+    let note_len =
+        note_len.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "snapshot note too long"))?;
+    out.write_all(&note_len.to_le_bytes())?;
+    out.write_all(&note)?;
     let mut stats = SnapshotStats::default();
     let mut rec = Vec::new();
     let mut put = |kind: Kind, key: &[u8], val: &[u8]| -> io::Result<()> {

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::catalog::Catalog;
 use crate::engine::RealizeCtx;
+use crate::eventlog::record::Kind;
 use crate::http::conn::{Deferred, Request};
 use crate::http::host_without_port;
 use crate::http::Method;
@@ -38,7 +39,8 @@ use crate::identity::encode_tid;
 use crate::partner::{CallMethod, CallValues, Outcome, PartnerSpec};
 use crate::table::{day_of, IdRef, Profile};
 
-use super::super::params::{Control, KeyClass, View};
+use super::super::logging::{Logged, RequestPart};
+use super::super::params::{valid_callback, Control, KeyClass, View};
 use super::super::partners::{decide, set_customer_segments, Fanout, Owner, Planned};
 use super::super::signals::HeaderSignals;
 use super::super::{Dcs, Route, Work};
@@ -92,9 +94,11 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> Reply {
         }
     };
     let mut waiting = None;
+    let mut customer_id = None;
     // An invalid request (311, 1, 100, 2) gets no profile ID and no cookie (docs/http-api.md §6.5).
     let answer = view.and_then(|view| {
         let customer = check_host_and_org(&tax, req, &ctl, &mut errors)?;
+        customer_id = Some(customer.id);
         let uuid_allowed = tax.uuid_token_ok(customer, req.head.dcs_token.map(|t| t.get(buf)));
         let request = Valid { tax: &tax, req, view, ctl: &ctl, customer: customer.id, tid, uuid_allowed };
         let uuid = match request.evaluate(dcs, &mut work, &mut errors) {
@@ -110,10 +114,39 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> Reply {
     let opts = Opts::of(&ctl);
     if let Some(w) = waiting {
         let cts = answer.is_some_and(|a| a.cts);
-        let later = Later::new(dcs.handle(), tax, *w, cts, &reply, &opts, errors);
+        let logged = view.filter(|_| dcs.logging()).map(|v| dcs.render_request_part(req, &v));
+        let later = Later::new(dcs.handle(), tax, *w, cts, &reply, &opts, errors, logged);
         return Reply::Later(Box::pin(later.finish()));
     }
-    Reply::Now(respond(dcs, &tax, &reply, &opts, answer.as_ref(), &work, tid, &mut errors, out))
+    let status = respond(dcs, &tax, &reply, &opts, answer.as_ref(), &work, tid, &mut errors, out);
+    if dcs.logging() {
+        let part = match &view {
+            Some(v) => RequestPart::Valid(req, v),
+            None => RequestPart::Invalid(req),
+        };
+        let logged = Logged {
+            kind: Kind::Event,
+            tid,
+            customer: customer_id,
+            uuid: answer.as_ref().and_then(|a| a.uuid.as_ref()),
+            traits: &work.realized,
+            segments: &work.segments,
+            partners: &work.partner_outcomes,
+            called: &work.called,
+            mode: event_mode(&opts),
+        };
+        dcs.log_request(part, &logged, &errors);
+    }
+    Reply::Now(status)
+}
+
+/// The record's `mode` of an `/event` answer.
+pub fn event_mode(opts: &Opts<'_>) -> &'static str {
+    match opts.callback {
+        _ if !opts.json => "pixel",
+        Some(cb) if valid_callback(cb) => "jsonp",
+        _ => "json",
+    }
 }
 
 /// A valid request and what it is evaluated against.
@@ -195,7 +228,10 @@ impl Valid<'_, '_> {
             // Pixel mode answers at once; its calls run on and land in the profile.
             let calls = self.lease(dcs, w, pixel_partners, decisions, &id);
             if !calls.is_empty() {
-                Fanout::start(dcs, Owner { uuid: id.uuid, customer }, calls, false);
+                w.called.extend(calls.iter().map(|c| c.dpid));
+                let owner =
+                    Owner { uuid: id.uuid, customer, tid: self.tid, ip: self.req.peer.ip(), mode: "pixel" };
+                Fanout::start(dcs, owner, calls, false);
             }
         }
         if ctl.json {
@@ -240,7 +276,8 @@ impl Valid<'_, '_> {
         let called = calls.iter().map(|c| c.dpid).collect();
         let budget = Duration::from_millis(u64::from(dcs.shared.config.partners.budget_ms));
         let deadline = self.req.now + budget.saturating_sub(FINISH_MARGIN);
-        let fanout = Fanout::start(dcs, Owner { uuid: id.uuid, customer }, calls, true);
+        let owner = Owner { uuid: id.uuid, customer, tid: self.tid, ip: self.req.peer.ip(), mode: "json" };
+        let fanout = Fanout::start(dcs, owner, calls, true);
         Some(Box::new(Waiting {
             fanout,
             deadline,

@@ -18,6 +18,7 @@ use crate::http::url::redirect_host;
 use crate::http::Method;
 use crate::identity::declared::DeclaredId;
 
+use super::super::logging::{Logged, RequestPart};
 use super::super::params::Control;
 use super::super::{Dcs, Route};
 use super::identity::{
@@ -25,6 +26,7 @@ use super::identity::{
     record, CookieId, ProfileId,
 };
 use super::render::{pixel, preflight, DcsError, SetCookie, INVALID_PARAMETERS};
+use crate::eventlog::record::Kind;
 
 /// The substitution marker in `redir`.
 const DD_UUID: &[u8] = b"${DD_UUID}";
@@ -42,17 +44,23 @@ pub fn ibs(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     let mut errors = Vec::new();
     let Ok(view) = pairs.decode(after_colon, query) else {
         errors.push(DcsError { code: 311, msg: INVALID_PARAMETERS.into() });
-        return pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
+        let status = pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
+        log(dcs, RequestPart::Invalid(req), None, None, "pixel", &errors);
+        return status;
     };
     let ctl = Control::from_view(&view);
     let redir = view.raw_first(b"redir");
     let Some(customer) = check_host_and_org(&tax, req, &ctl, &mut errors).map(|c| c.id) else {
-        return pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
+        let status = pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
+        log(dcs, RequestPart::Valid(req, &view), None, None, "pixel", &errors);
+        return status;
     };
     let now = now_s();
     let declared = declared_ids(dcs, &tax, &ctl, customer, now, &mut errors);
     let Some(digits) = sync(dcs, req, &ctl, customer, &declared, now, &mut errors) else {
-        return pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
+        let status = pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
+        log(dcs, RequestPart::Valid(req, &view), Some(customer), None, "pixel", &errors);
+        return status;
     };
     let location = redir.and_then(|r| {
         let allowed = allowed_redirect(&tax, r, &declared);
@@ -61,13 +69,40 @@ pub fn ibs(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
         }
         allowed.then(|| substitute(r, &digits))
     });
-    // d_coppa=1: no third-party cookie, neither read (in `sync`) nor set (docs/http-api.md §4).
     let cookie = if ctl.coppa { SetCookie::Nothing } else { SetCookie::Profile(&digits) };
-    pixel(dcs, req, cookie, location.as_deref(), &errors, out)
+    let status = pixel(dcs, req, cookie, location.as_deref(), &errors, out);
+    let mode = if location.is_some() { "redirect" } else { "pixel" };
+    log(dcs, RequestPart::Valid(req, &view), Some(customer), Some(&digits), mode, &errors);
+    status
 }
 
-/// Maps `declared` to the profile of the cookie (else a new one); returns its ID, or `None`
-/// when the sync was refused.
+/// The request's event-log record (when the log is on).
+fn log(
+    dcs: &Dcs,
+    part: RequestPart<'_, '_>,
+    customer: Option<u32>,
+    uuid: Option<&[u8; 38]>,
+    mode: &str,
+    errors: &[DcsError],
+) {
+    if !dcs.logging() {
+        return;
+    }
+    let tid = dcs.tid();
+    let logged = Logged {
+        kind: Kind::Ibs,
+        tid,
+        customer,
+        uuid,
+        traits: &[],
+        segments: &[],
+        partners: &[],
+        called: &[],
+        mode,
+    };
+    dcs.log_request(part, &logged, errors);
+}
+
 fn sync(
     dcs: &Dcs,
     req: &Request<'_>,

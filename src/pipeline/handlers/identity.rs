@@ -234,7 +234,20 @@ pub fn record(
     if let Some(e) = ecid {
         table.map_ecid(e, id.uuid);
     }
+    dcs.note_facts(|f| {
+        f.uuid = Some(id.digits);
+        f.ecid = ecid;
+        note_declared(f, declared);
+    });
     Ok(())
+}
+
+/// The declared IDs a profile update recorded, for the request's log record.
+fn note_declared(f: &mut crate::pipeline::logging::Facts, declared: &[DeclaredId<'_>]) {
+    f.declared.clear();
+    for d in declared {
+        crate::eventlog::record::push_declared(&mut f.declared, d.dpid, d.dpuuid, d.auth as u8);
+    }
 }
 
 /// Opts profile `uuid` out of `customer` and maps `declared` to it, so later requests that name
@@ -245,6 +258,11 @@ pub fn opt_out(dcs: &Dcs, uuid: Uuid, customer: u32, declared: &[DeclaredId<'_>]
         declared.iter().map(|d| p.set_synced_id(d.dpid, d.dpuuid, now)).collect()
     });
     remap(dcs, uuid, declared, &replaced);
+    dcs.note_facts(|f| {
+        f.uuid = Some(uuid.to_digits());
+        f.opt_out = Some(crate::eventlog::record::OptOut::Customer);
+        note_declared(f, declared);
+    });
 }
 
 /// Maps each of `declared` to `uuid`, unmapping the IDs they replaced in its profile.

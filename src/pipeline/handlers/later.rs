@@ -15,11 +15,14 @@ use crate::identity::declared::{AuthState, DeclaredId};
 use crate::partner::{Answer as PartnerAnswer, Outcome};
 use crate::table::day_of;
 
+use super::super::logging::{Logged, RequestPart};
 use super::super::partners::{expires_s, partner_traits, set_customer_segments, ttl_of, Fanout};
 use super::super::{CatalogRef, Dcs, Route};
+use super::event::event_mode;
 use super::identity::{now_s, record, ProfileId};
 use super::render::{DcsError, ReplyTo};
 use super::reply::{render_destinations, respond, Answer, DestCtx, Opts};
+use crate::eventlog::record::Kind;
 
 /// A JSON request's state while its partners are called: what its finish needs, owned.
 pub struct Waiting {
@@ -71,6 +74,8 @@ pub struct Later {
     cts_level: u8,
     coppa: bool,
     errors: Vec<DcsError>,
+    /// The request part of its event-log record, rendered while the request was there.
+    logged: Option<Vec<u8>>,
 }
 
 // === impl Later ===
@@ -85,6 +90,7 @@ impl Later {
         reply: &ReplyTo<'_>,
         opts: &Opts<'_>,
         errors: Vec<DcsError>,
+        logged: Option<Vec<u8>>,
     ) -> Later {
         Later {
             dcs,
@@ -101,6 +107,7 @@ impl Later {
             cts_level: opts.cts,
             coppa: opts.coppa,
             errors,
+            logged,
         }
     }
 
@@ -109,6 +116,7 @@ impl Later {
         let results = self.w.fanout.wait(self.w.deadline).await;
         // Synchronous from here on: the core's scratch may be borrowed.
         let dcs = self.dcs.handle();
+        dcs.note_facts(|f| f.clear()); // another request's may be there
         let tax = self.tax.clone();
         let mut work = dcs.work.borrow_mut();
         work.clear();
@@ -194,6 +202,20 @@ impl Later {
         let mut bytes = Vec::with_capacity(1024);
         let status =
             respond(&dcs, &tax, &reply, &opts, Some(&answer), &work, w.tid, &mut self.errors, &mut bytes);
+        if let Some(part) = &self.logged {
+            let logged = Logged {
+                kind: Kind::Event,
+                tid: w.tid,
+                customer: Some(customer),
+                uuid: uuid.as_ref(),
+                traits: &work.realized,
+                segments: &work.segments,
+                partners: &work.partner_outcomes,
+                called: &[],
+                mode: event_mode(&opts),
+            };
+            dcs.log_request(RequestPart::Rendered(part), &logged, &self.errors);
+        }
         let close = self.conn == ConnHeader::Close;
         Deferred { bytes, done: Completed { route: Route::Event as u8, status, close } }
     }

@@ -6,7 +6,7 @@ mod ibs;
 mod identity;
 mod later;
 mod optout;
-mod render;
+pub(crate) mod render;
 mod reply;
 
 pub use admin::{healthz, metrics};

@@ -17,12 +17,14 @@ use crate::http::conn::Request;
 use crate::http::Method;
 use crate::identity::Uuid;
 
+use super::super::logging::{Logged, RequestPart};
 use super::super::params::Control;
 use super::super::{Dcs, Route};
 use super::identity::{
     check_host_and_org, cookie_id, declared_ids, ecid, fresh_id, now_s, opt_out, uuid_param, CookieId,
 };
 use super::render::{pixel, preflight, DcsError, SetCookie, INVALID_PARAMETERS};
+use crate::eventlog::record::{Kind, OptOut};
 
 /// Answers `/demoptout` and `/demoptout.jpg` (GET, HEAD; OPTIONS is the CORS preflight).
 pub fn optout(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
@@ -35,22 +37,53 @@ pub fn optout(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     let mut errors = Vec::new();
     let Ok(view) = pairs.decode(query, b"") else {
         errors.push(DcsError { code: 311, msg: INVALID_PARAMETERS.into() });
-        return pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
+        let status = pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
+        log(dcs, RequestPart::Invalid(req), None, &errors);
+        return status;
     };
     let ctl = Control::from_view(&view);
     let now = now_s();
     let partner_level =
         ctl.uuid.is_some() || !ctl.declared.is_empty() || (ctl.mid.is_some() && ctl.orgid.is_some());
     if !partner_level {
-        if let CookieId::Profile(uuid, _) = cookie_id(req, false) {
+        if let CookieId::Profile(uuid, digits) = cookie_id(req, false) {
             dcs.shared.table.update(uuid, now, |p| p.opt_out_globally());
+            dcs.note_facts(|f| {
+                f.uuid = Some(digits);
+                f.opt_out = Some(OptOut::Global);
+            });
         }
-        return pixel(dcs, req, SetCookie::OptOut, None, &errors, out);
+        let status = pixel(dcs, req, SetCookie::OptOut, None, &errors, out);
+        log(dcs, RequestPart::Valid(req, &view), None, &errors);
+        return status;
     }
-    if let Some(customer) = check_host_and_org(&tax, req, &ctl, &mut errors) {
+    let customer = check_host_and_org(&tax, req, &ctl, &mut errors);
+    if let Some(customer) = customer {
         opt_out_partner(dcs, &tax, req, &ctl, customer, now, &mut errors);
     }
-    pixel(dcs, req, SetCookie::Nothing, None, &errors, out)
+    let status = pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
+    log(dcs, RequestPart::Valid(req, &view), customer.map(|c| c.id), &errors);
+    status
+}
+
+/// The request's event-log record (when the log is on); the profile and the opt-out come
+/// from what the update noted.
+fn log(dcs: &Dcs, part: RequestPart<'_, '_>, customer: Option<u32>, errors: &[DcsError]) {
+    if !dcs.logging() {
+        return;
+    }
+    let logged = Logged {
+        kind: Kind::Optout,
+        tid: dcs.tid(),
+        customer,
+        uuid: None,
+        traits: &[],
+        segments: &[],
+        partners: &[],
+        called: &[],
+        mode: "pixel",
+    };
+    dcs.log_request(part, &logged, errors);
 }
 
 /// The partner-level opt-out of the profile the request names.

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::super::{codec, Kind, ProfileTable, TableConfig};
 use super::{
     count_of, Crc, SnapshotError, SnapshotStats, IO_BUFFER_BYTES, KINDS, MAGIC, MAX_KEY_BYTES,
-    MAX_VALUE_BYTES, TRAILER, VERSION,
+    MAX_NOTE_BYTES, MAX_VALUE_BYTES, TRAILER, VERSION,
 };
 
 /// Reads a snapshot into a new table built with `config`.
@@ -19,6 +19,17 @@ use super::{
 /// [`SnapshotError::Truncated`] or [`SnapshotError::Corrupt`] for a bad file (nothing is
 /// loaded), [`SnapshotError::Io`] if it cannot be read.
 pub fn restore(path: &Path, config: TableConfig) -> Result<(ProfileTable, SnapshotStats), SnapshotError> {
+    restore_noted(path, config).map(|(t, s, _)| (t, s))
+}
+
+/// [`restore`], with the snapshot's note (empty for a version 2 file).
+///
+/// # Errors
+/// As [`restore`].
+pub fn restore_noted(
+    path: &Path,
+    config: TableConfig,
+) -> Result<(ProfileTable, SnapshotStats, Vec<u8>), SnapshotError> {
     let file = File::open(path)?;
     let mut input = Crc::new(BufReader::with_capacity(IO_BUFFER_BYTES, file));
     let mut head = [0u8; 16];
@@ -26,8 +37,13 @@ pub fn restore(path: &Path, config: TableConfig) -> Result<(ProfileTable, Snapsh
     if &head[..8] != MAGIC {
         return Err(SnapshotError::Corrupt("not a dcsd snapshot (bad magic)"));
     }
-    if head[8..12] != VERSION.to_le_bytes() {
+    let version = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+    if version != VERSION && version != 2 {
         return Err(SnapshotError::Corrupt("unknown version"));
+    }
+    let mut note = Vec::new();
+    if version >= 3 {
+        read_field_u32(&mut input, &mut note, MAX_NOTE_BYTES)?;
     }
     let table = ProfileTable::new(config);
     let mut stats = SnapshotStats::default();
@@ -48,7 +64,20 @@ pub fn restore(path: &Path, config: TableConfig) -> Result<(ProfileTable, Snapsh
     // The file's count, not the table's: a smaller `max_profiles` may have evicted some, and
     // the shrink guard is about what the next write would replace.
     table.snapshots.file_profiles.store(stats.profiles, Relaxed);
-    Ok((table, stats))
+    Ok((table, stats, note))
+}
+
+/// A u32-length-prefixed field.
+fn read_field_u32<R: Read>(input: &mut R, out: &mut Vec<u8>, max: usize) -> Result<(), SnapshotError> {
+    let mut len = [0u8; 4];
+    input.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > max {
+        return Err(SnapshotError::Corrupt("note too long"));
+    }
+    out.resize(len, 0);
+    input.read_exact(out)?;
+    Ok(())
 }
 
 /// Checks the record count, the CRC, and that nothing follows.

@@ -70,7 +70,8 @@ fn a_snapshot_restores_every_profile_and_mapping() {
 fn an_empty_table_round_trips() {
     let path = temp_path("empty");
     let t = ProfileTable::new(config());
-    assert_eq!(snapshot::write(&t, &path, 0.0).unwrap().bytes, 16 + 1 + 8 + 4);
+    // Header, an empty note's length, the trailer.
+    assert_eq!(snapshot::write(&t, &path, 0.0).unwrap().bytes, 16 + 4 + 1 + 8 + 4);
     assert!(snapshot::restore(&path, config()).unwrap().0.is_empty());
     std::fs::remove_file(path).unwrap();
 }
@@ -118,14 +119,27 @@ fn a_missing_file_is_an_io_error() {
 #[test]
 fn the_snapshotter_writes_periodically_and_at_stop() {
     let (t, path) = (std::sync::Arc::new(filled(10)), temp_path("thread"));
-    let s =
-        snapshot::spawn_snapshotter(std::sync::Arc::clone(&t), path.clone(), Duration::from_millis(5), 0.5)
-            .unwrap();
+    // The note is made for each write, just before its walk: the final one says "2".
+    let writes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let w = writes.clone();
+    let note: snapshot::NoteFn = std::sync::Arc::new(move || {
+        format!("write {}", w.fetch_add(1, std::sync::atomic::Ordering::SeqCst)).into_bytes()
+    });
+    let s = snapshot::spawn_snapshotter(
+        std::sync::Arc::clone(&t),
+        path.clone(),
+        Duration::from_millis(5),
+        0.5,
+        note,
+    )
+    .unwrap();
     t.update(Uuid(500), NOW, |p| p.realize(1, NOW));
     let stats = s.stop_and_write_final().unwrap();
     assert_eq!(stats.profiles, 11);
-    let (r, _) = snapshot::restore(&path, config()).unwrap();
+    let (r, _, note) = snapshot::restore_noted(&path, config()).unwrap();
     assert!(r.contains(Uuid(500)));
+    let last = writes.load(std::sync::atomic::Ordering::SeqCst) - 1;
+    assert_eq!(String::from_utf8(note).unwrap(), format!("write {last}"));
     assert!(!PathBuf::from(format!("{}.tmp", path.display())).exists());
     std::fs::remove_file(path).unwrap();
 }
