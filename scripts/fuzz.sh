@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}; shift || true
-targets=("$@"); [[ ${#targets[@]} -gt 0 ]] || targets=(request_head chunked_body pairs tc_string trait_rule segment_rule partner_response redirect json_escape x509)
+targets=("$@"); [[ ${#targets[@]} -gt 0 ]] || targets=(request_head chunked_body pairs tc_string trait_rule segment_rule partner_response redirect json_escape x509 eventlog_record)
 triple=$(rustc -vV | sed -n 's/^host: //p')
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=3 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \

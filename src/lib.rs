@@ -8,7 +8,8 @@
 //!   and systemd notify; generic over a per-core service that a factory builds on each worker.
 //! * [`pipeline`] — the DCS service: per-core [`pipeline::Dcs`] and the shared application
 //!   state ([`pipeline::Shared`]: configuration, catalog swapped on reload, profile table,
-//!   metrics); routing, rate limiting, `/event`, `/ibs:`, `/demoptout`, `/healthz`, `/metrics`.
+//!   event log, metrics); routing, rate limiting, `/event`, `/ibs:`, `/demoptout`, `/healthz`,
+//!   `/metrics`; each answer's event-log record; start-up replay of the log into the table.
 //! * [`catalog`] — the taxonomy compiled for requests: the engine plus O(1) lookups (host →
 //!   customer and its flags and privacy switches, org, integration code, data-source access,
 //!   redirect domains, the customer's real-time partners); immutable, shared, swapped whole
@@ -19,6 +20,9 @@
 //!   request does with them.
 //! * [`engine`] — trait rules indexed by key, segments with recency and frequency,
 //!   destinations; pure, no IO, with per-core scratch.
+//! * [`eventlog`] — the durable event log: records serialized into per-core buffers, a writer
+//!   thread per core (rotation, `.done`, fdatasync, group commit), reading files back for
+//!   replay (which `pipeline::replay` applies to the table) and `dcsd verify-log`.
 //! * [`table`] — the shared profile table (lock-free reads, RCU writes with epoch reclamation,
 //!   CLOCK eviction) and its snapshot file, written by its own thread.
 //! * [`identity`] — profile IDs (38-digit UUIDs), the `demdex` cookie, declared IDs; pure, no IO.
@@ -41,8 +45,9 @@
 //!   one in-process for the built-in demo taxonomy.
 //!
 //! Threads: `runtime` starts the workers, `main` handles signals, the table's snapshot writer
-//! runs on its own thread, and an in-process partner simulator runs its own; nothing else
-//! starts one.
+//! runs on its own thread, the event log has one writer thread per core (`log<core>`), start-up
+//! replay reads each core's log files on a scoped thread, and an in-process partner simulator
+//! runs its own; nothing else starts one.
 //!
 //! # Request flow (one core, one task per connection)
 //! `accept` → [`http::conn`] reads into an owned buffer → [`http::request::parse_head`]
@@ -55,8 +60,9 @@
 //! `partners.budget_ms` without holding any per-core borrow; a pixel request's calls run on) →
 //! one atomic [`table`] update records the realizations (partner traits included), IDs and
 //! segments → destinations → response; `/ibs:` and `/demoptout` share the identity steps) →
-//! response bytes appended to the connection's write buffer → one write per batch of pipelined
-//! requests → keep alive or close. Nothing on the request path waits on another core.
+//! response bytes appended to the connection's write buffer → the request's [`eventlog`] record
+//! appended to the core's buffer → (`fsync = "always"`: the batch's records on disk, one group
+//! commit per core) → one write per batch of pipelined requests → keep alive or close. Nothing on the request path waits on another core.
 
 pub mod catalog;
 pub mod config;

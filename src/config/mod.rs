@@ -113,6 +113,12 @@ impl Config {
         if server.node.is_empty() {
             server.node = host_name();
         }
+        let mut eventlog = file.eventlog;
+        check_eventlog(&eventlog, &mut errs);
+        if !eventlog.dir.is_empty() {
+            eventlog.dir =
+                resolve_relative(cli.config.as_deref(), &eventlog.dir).to_string_lossy().into_owned();
+        }
         if !errs.is_empty() {
             return Err(ConfigError(errs));
         }
@@ -125,7 +131,7 @@ impl Config {
             denylist,
             partners: file.partners,
             store: file.store,
-            eventlog: file.eventlog,
+            eventlog,
             tls,
             taxonomy_source,
             config_path: cli.config.clone(),
@@ -234,6 +240,21 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
     let col = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
     (line, col)
+}
+
+/// `[eventlog]` bounds (docs/eventlog.md §9): a file holds at least 4 KiB before it rotates
+/// and at most 1 TiB (positions keep offsets in 40 bits); the timers run at least every
+/// millisecond and flush at least once a minute.
+fn check_eventlog(e: &file::EventLog, errs: &mut Vec<String>) {
+    if !(4096..(1u64 << 40)).contains(&e.segment_bytes) {
+        errs.push(format!("eventlog.segment_bytes: from 4096 to 1099511627775, got {}", e.segment_bytes));
+    }
+    if !(1..=60_000).contains(&e.flush_ms) {
+        errs.push(format!("eventlog.flush_ms: from 1 to 60000, got {}", e.flush_ms));
+    }
+    if e.fsync_interval_ms == 0 {
+        errs.push("eventlog.fsync_interval_ms: at least 1".to_string());
+    }
 }
 
 /// `[tls]` checked as a whole: `cert` and `key` go together, HTTPS listeners need them and

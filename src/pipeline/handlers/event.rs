@@ -40,7 +40,7 @@ use crate::partner::{CallMethod, CallValues, Outcome, PartnerSpec};
 use crate::table::{day_of, IdRef, Profile};
 
 use super::super::logging::{Logged, RequestPart};
-use super::super::params::{valid_callback, Control, KeyClass, View};
+use super::super::params::{Control, KeyClass, View};
 use super::super::partners::{decide, set_customer_segments, Fanout, Owner, Planned};
 use super::super::signals::HeaderSignals;
 use super::super::{Dcs, Route, Work};
@@ -50,7 +50,7 @@ use super::identity::{
 };
 use super::later::{Later, Waiting};
 use super::render::{preflight, DcsError, ReplyTo, INVALID_PARAMETERS};
-use super::reply::{render_destinations, respond, Answer, DestCtx, Opts};
+use super::reply::{event_mode, render_destinations, respond, Answer, DestCtx, Opts};
 
 /// How `/event` answers.
 pub enum Reply {
@@ -138,15 +138,6 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> Reply {
         dcs.log_request(part, &logged, &errors);
     }
     Reply::Now(status)
-}
-
-/// The record's `mode` of an `/event` answer.
-pub fn event_mode(opts: &Opts<'_>) -> &'static str {
-    match opts.callback {
-        _ if !opts.json => "pixel",
-        Some(cb) if valid_callback(cb) => "jsonp",
-        _ => "json",
-    }
 }
 
 /// A valid request and what it is evaluated against.

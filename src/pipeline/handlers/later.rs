@@ -18,10 +18,9 @@ use crate::table::day_of;
 use super::super::logging::{Logged, RequestPart};
 use super::super::partners::{expires_s, partner_traits, set_customer_segments, ttl_of, Fanout};
 use super::super::{CatalogRef, Dcs, Route};
-use super::event::event_mode;
 use super::identity::{now_s, record, ProfileId};
 use super::render::{DcsError, ReplyTo};
-use super::reply::{render_destinations, respond, Answer, DestCtx, Opts};
+use super::reply::{event_mode, render_destinations, respond, Answer, DestCtx, Opts};
 use crate::eventlog::record::Kind;
 
 /// A JSON request's state while its partners are called: what its finish needs, owned.

@@ -55,6 +55,15 @@ pub struct DestCtx<'a> {
     pub now_s: u64,
 }
 
+/// The event-log record's `mode` of an `/event` answer with these options.
+pub fn event_mode(opts: &Opts<'_>) -> &'static str {
+    match opts.callback {
+        _ if !opts.json => "pixel",
+        Some(cb) if valid_callback(cb) => "jsonp",
+        _ => "json",
+    }
+}
+
 // === impl Opts ===
 
 impl<'a> Opts<'a> {

@@ -1,0 +1,2 @@
+//! stub
+mod common;
