@@ -20,6 +20,10 @@
 #              with `-reuse` (server µs per connection); memory per idle TLS connection
 #              (TLS_IDLE_CONNS connections, each after one request; RSS growth / connection).
 #              Extra table: RUN_DIR/tls.md
+#   --eventlog anchor A with the event log: dcsd with the log off ("dcsd"), on with
+#              fsync = "interval" ("log-interval") and with fsync = "always" ("log-always"),
+#              the log in RUN_DIR/eventlog-*, beside nginx empty_gif; ratios to plain dcsd.
+#              The log's fdatasync latency (dcsd_eventlog_fsync_seconds) goes to RUN_DIR/eventlog.md
 #   --quick    3 s runs, 1 repeat (a smoke test); default 10 s x 3 (pixel: about 10 min)
 #   --pixel    pixel-mode path (no d_rtbd=json) instead of JSON mode
 # environment:
@@ -63,6 +67,7 @@ for a in "$@"; do
     --pixel) URL_PATH='/event?d_sid=1234&c_key=val' ;;
     --partner) MODE=partner ;;
     --tls) MODE=tls ;;
+    --eventlog) MODE=eventlog ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown argument: $a (see --help)" >&2; exit 2 ;;
   esac
@@ -70,6 +75,8 @@ done
 HOST_HEADER=${HOST_HEADER-localhost}
 if [[ $MODE == pixel ]]; then
   LOAD_ONLY=${LOAD_ONLY:-"nginx minpixel dcsd"}
+elif [[ $MODE == eventlog ]]; then
+  LOAD_ONLY=${LOAD_ONLY:-"nginx dcsd log-interval log-always"}
 elif [[ $MODE == tls ]]; then
   LOAD_ONLY=${LOAD_ONLY:-"nginx dcsd"}
 else
@@ -99,7 +106,13 @@ if [[ -n "$missing" ]]; then
 fi
 
 # ------------------------------------------------------------------ binaries
-uses_dcsd() { if [[ $MODE != partner ]]; then want dcsd; else want dcsd || want hang; fi; }
+uses_dcsd() {
+  case $MODE in
+    partner) want dcsd || want hang ;;
+    eventlog) want dcsd || want log-interval || want log-always ;;
+    *) want dcsd ;;
+  esac
+}
 # Binaries and examples are built by separate cargo invocations: building an example enables
 # the dev-dependencies' features, and dcsd must be the same binary as `cargo build --release`.
 build=() build_examples=()
@@ -234,6 +247,58 @@ pixel_run() {
     measure_pixel base "$PORT"
     stop_dcsd base
   fi
+}
+
+# ------------------------------------------------------------------ anchor A with the event log
+
+# eventlog_run: plain dcsd, then dcsd logging with each fsync policy, on the same load shapes.
+eventlog_run() {
+  log "load run (event log): $RUN_DIR  (DURATION=$DURATION REPEATS=$REPEATS WARMUP=$WARMUP; path $URL_PATH)"
+  local conf md=$RUN_DIR/eventlog.md policy name port
+  if want nginx; then
+    free_port
+    conf=$(render_nginx nginx-pixel.conf.in nginx 1 "$PORT")
+    log "start nginx empty_gif, 1 worker, 127.0.0.1:$PORT"
+    start_server nginx "$SERVER_CPU" nginx -c "$conf"
+    wait_port "$SRV_PID" "$PORT"
+    wait_http "$SRV_PID" "$PORT" /
+    measure_pixel nginx "$PORT"
+    stop_server nginx "$SRV_PID"
+  fi
+  if want dcsd; then
+    start_dcsd dcsd "$DCSD_BIN"
+    measure_pixel dcsd "$PORT"
+    stop_dcsd dcsd
+  fi
+  echo "| server | fdatasync count | mean ms | records | dropped | bytes/record |" > "$md"
+  echo "|---|---|---|---|---|---|" >> "$md"
+  for policy in interval always; do
+    name=log-$policy
+    want "$name" || continue
+    rm -rf "$RUN_DIR/eventlog-$policy"
+    conf=$RUN_DIR/conf/$name.toml
+    printf '[eventlog]\ndir = "%s"\nfsync = "%s"\n' "$RUN_DIR/eventlog-$policy" "$policy" > "$conf"
+    start_dcsd "$name" "$DCSD_BIN" --config "$conf"
+    port=$PORT
+    measure_pixel "$name" "$port"
+    curl -s "http://127.0.0.1:$port/metrics" > "$RUN_DIR/raw/$name.metrics" || true
+    stop_dcsd "$name"
+    python3 - "$RUN_DIR/raw/$name.metrics" "$name" >> "$md" <<'PY'
+import sys
+m = {}
+for line in open(sys.argv[1]):
+    if line.startswith("#") or " " not in line:
+        continue
+    k, v = line.rsplit(" ", 1)
+    m[k] = float(v)
+n = m.get("dcsd_eventlog_fsync_seconds_count", 0)
+s = m.get("dcsd_eventlog_fsync_seconds_sum", 0)
+rec = m.get("dcsd_eventlog_records_total", 0)
+b = m.get("dcsd_eventlog_bytes_total", 0)
+print(f"| {sys.argv[2]} | {n:.0f} | {1000 * s / n if n else 0:.3f} | {rec:.0f} | {m.get('eventlog_dropped_total', 0):.0f} | {b / rec if rec else 0:.0f} |")
+PY
+    rm -rf "$RUN_DIR/eventlog-$policy"
+  done
 }
 
 # ------------------------------------------------------------------ anchor A over TLS
@@ -468,7 +533,7 @@ partner_run() {
 }
 
 # ------------------------------------------------------------------ run, report
-case $MODE in pixel) pixel_run ;; tls) tls_run ;; *) partner_run ;; esac
+case $MODE in pixel) pixel_run ;; eventlog) eventlog_run ;; tls) tls_run ;; *) partner_run ;; esac
 
 python3 "$REPORT_PY" "$RUN_DIR" > /dev/null || { log "report.py failed"; exit 1; }
 {

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     };
     dcsd::log::init_from_env();
     if let Some(Command::VerifyLog { dir }) = &cli.command {
-        return verify_log(dir);
+        return dcsd::eventlog::verify::run(dir);
     }
     let (config, catalog, tls) = match load(&cli) {
         Ok(c) => c,
@@ -139,25 +139,6 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-/// `dcsd verify-log DIR`: the report on stdout; 0 when every file is valid, 1 on any
-/// violation, 64 when the directory cannot be read.
-fn verify_log(dir: &std::path::Path) -> ExitCode {
-    match dcsd::eventlog::verify::verify(dir) {
-        Ok(report) => {
-            print!("{report}");
-            if report.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-        Err(e) => {
-            eprintln!("verify-log: cannot read {}: {e}", dir.display());
-            ExitCode::from(EXIT_USAGE)
-        }
-    }
 }
 
 /// The configuration, the compiled taxonomy and the TLS certificates (read and checked); every

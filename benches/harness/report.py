@@ -214,6 +214,10 @@ def pixel_table(cells):
     has_base = any(k[0] == "base" for k in cells)
     if has_base:
         servers.append("base")
+    # Other dcsd variants measured in the same run (--eventlog: "log-interval", "log-always"),
+    # each with its ratio to plain dcsd.
+    variants = sorted({k[0] for k in cells} - set(servers))
+    servers += variants
     wrk_conns = next((c["conns"] for k, c in cells.items() if k[3] == "wrk"), 64)
     rates = sorted({k[4] for k in cells if k[2] == "keepalive" and k[3] == "oha"})
     close_rates = sorted({k[4] for k in cells if k[2] == "close" and k[3] == "oha"})
@@ -230,16 +234,19 @@ def pixel_table(cells):
         c, k = ("", "close", "oha", q), rate_label(q)
         rows += [(f"close {k}/s (oha): p50 ms", c, "p50"), (f"close {k}/s (oha): p99 ms", c, "p99"),
                  (f"close {k}/s (oha): p99.9 ms", c, "p999")]
-    out = [f"| metric | {' | '.join(servers)} | dcsd/nginx | dcsd/minpixel |" + (" dcsd/base |" if has_base else ""),
-           "|---|" + "---|" * (len(servers) + 2 + has_base)]
+    extra = 2 + has_base + len(variants)
+    out = [f"| metric | {' | '.join(servers)} | dcsd/nginx | dcsd/minpixel |" + (" dcsd/base |" if has_base else "")
+           + "".join(f" {x}/dcsd |" for x in variants),
+           "|---|" + "---|" * (len(servers) + extra)]
     for label, cell, what in rows:
         v = {s: median(cells, (s,) + cell, what) for s in servers}
         line = f"| {label} | {' | '.join(table_value(v[s], what) for s in servers)} "
         line += f"| {ratio(v['dcsd'], v['nginx'])} | {ratio(v['dcsd'], v['minpixel'])} |"
         if has_base:
             line += f" {ratio(v['dcsd'], v['base'])} |"
+        line += "".join(f" {ratio(v[x], v['dcsd'])} |" for x in variants)
         out.append(line)
-    out.append(errors_row(cells, servers, 2 + has_base))
+    out.append(errors_row(cells, servers, extra))
     return "\n".join(out) + "\n"
 
 

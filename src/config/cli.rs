@@ -36,7 +36,7 @@ pub struct Cli {
 /// `dcsd <COMMAND>`: tools that run instead of the daemon.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Check every event-log file in DIR (docs/eventlog.md §8): each line a record of the
+    /// Check every event-log file in DIR (docs/eventlog.md §6): each line a record of the
     /// schema, only a crash's last line incomplete, names and sequences consistent; prints
     /// counts per file and per kind; exits 1 on any violation.
     VerifyLog {

@@ -582,8 +582,15 @@ const REQUIRED: usize = 15;
 /// (docs/eventlog.md §3). simd-json parses in place, so `line` is left scrambled. A record is
 /// exactly one object: whitespace or anything else around it is refused.
 pub fn parse_record(line: &mut [u8]) -> Result<Record, SchemaError> {
+    parse_record_with(line, &mut simd_json::Buffers::default())
+}
+
+/// [`parse_record`] with simd-json's scratch buffers kept by the caller: a reader of many
+/// lines (replay, the verifier) reuses one `Buffers` and allocates only for the record.
+pub fn parse_record_with(line: &mut [u8], buffers: &mut simd_json::Buffers) -> Result<Record, SchemaError> {
     let framed = line.first() == Some(&b'{') && line.last() == Some(&b'}');
-    let tape = simd_json::to_tape(line).map_err(|e| SchemaError::Json(e.to_string()))?;
+    let tape =
+        simd_json::to_tape_with_buffers(line, buffers).map_err(|e| SchemaError::Json(e.to_string()))?;
     let root: Val<'_, '_> = &tape.0;
     let fields = members(root).ok_or(SchemaError::NotObject)?;
     if !framed {

@@ -1,4 +1,4 @@
-//! Event-log metrics (docs/eventlog.md §7): records and bytes written, files rotated, records
+//! Event-log metrics (docs/eventlog.md §8): records and bytes written, files rotated, records
 //! dropped by reason, IO errors, the fdatasync latency histogram and the bytes waiting for a
 //! writer. Emitted only when the log is on.
 //!

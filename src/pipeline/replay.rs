@@ -1,4 +1,4 @@
-//! Start-up replay of the event log into the profile table (docs/eventlog.md §6): the records
+//! Start-up replay of the event log into the profile table (docs/eventlog.md §5): the records
 //! written after the positions the restored snapshot covers — or every file in the directory
 //! when the snapshot has no note (none, or written without the log) — applied in file order,
 //! each core's files on their own thread, before any listener opens.

@@ -47,7 +47,7 @@ impl Shared {
     /// when one is configured (a missing file starts empty; a refused one is logged and moved
     /// aside; stale temp files are removed). With `eventlog.dir` set, the log records written
     /// after the snapshot are replayed into the table, files a crash left open are renamed
-    /// `.done`, and the log's writers start (docs/eventlog.md §6).
+    /// `.done`, and the log's writers start (docs/eventlog.md §5).
     ///
     /// # Errors
     /// A writer thread of the event log cannot be started.

@@ -114,8 +114,7 @@ pub fn event(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> Reply {
     let opts = Opts::of(&ctl);
     if let Some(w) = waiting {
         let cts = answer.is_some_and(|a| a.cts);
-        let logged = view.filter(|_| dcs.logging()).map(|v| dcs.render_request_part(req, &v));
-        let later = Later::new(dcs.handle(), tax, *w, cts, &reply, &opts, errors, logged);
+        let later = Later::new(dcs.handle(), tax, *w, cts, &reply, &opts, errors);
         return Reply::Later(Box::pin(later.finish()));
     }
     let status = respond(dcs, &tax, &reply, &opts, answer.as_ref(), &work, tid, &mut errors, out);
@@ -284,6 +283,7 @@ impl Valid<'_, '_> {
             platform: self.ctl.platform.map(<[u8]>::to_vec),
             gdpr: self.ctl.gdpr,
             gdpr_consent: self.ctl.gdpr_consent.map(<[u8]>::to_vec),
+            logged: dcs.logging().then(|| dcs.render_request_part(self.req, &self.view)),
         }))
     }
 

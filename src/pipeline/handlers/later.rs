@@ -53,6 +53,8 @@ pub struct Waiting {
     pub gdpr: bool,
     /// `gdpr_consent`
     pub gdpr_consent: Option<Vec<u8>>,
+    /// The request part of its event-log record, rendered while the request was there.
+    pub logged: Option<Vec<u8>>,
 }
 
 /// A waiting answer.
@@ -73,8 +75,6 @@ pub struct Later {
     cts_level: u8,
     coppa: bool,
     errors: Vec<DcsError>,
-    /// The request part of its event-log record, rendered while the request was there.
-    logged: Option<Vec<u8>>,
 }
 
 // === impl Later ===
@@ -89,7 +89,6 @@ impl Later {
         reply: &ReplyTo<'_>,
         opts: &Opts<'_>,
         errors: Vec<DcsError>,
-        logged: Option<Vec<u8>>,
     ) -> Later {
         Later {
             dcs,
@@ -106,7 +105,6 @@ impl Later {
             cts_level: opts.cts,
             coppa: opts.coppa,
             errors,
-            logged,
         }
     }
 
@@ -201,7 +199,7 @@ impl Later {
         let mut bytes = Vec::with_capacity(1024);
         let status =
             respond(&dcs, &tax, &reply, &opts, Some(&answer), &work, w.tid, &mut self.errors, &mut bytes);
-        if let Some(part) = &self.logged {
+        if let Some(part) = &w.logged {
             let logged = Logged {
                 kind: Kind::Event,
                 tid: w.tid,
