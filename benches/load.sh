@@ -215,19 +215,22 @@ measure_pixel() {
   kill -0 "$SRV_PID" 2>/dev/null || log "  WARNING: $name exited during the load runs"
 }
 
+# nginx_pixel: anchor A's nginx empty_gif (1 worker) under measure_pixel.
+nginx_pixel() {
+  local conf
+  free_port
+  conf=$(render_nginx nginx-pixel.conf.in nginx 1 "$PORT")
+  log "start nginx empty_gif, 1 worker, 127.0.0.1:$PORT"
+  start_server nginx "$SERVER_CPU" nginx -c "$conf"
+  wait_port "$SRV_PID" "$PORT"
+  wait_http "$SRV_PID" "$PORT" /
+  measure_pixel nginx "$PORT"
+  stop_server nginx "$SRV_PID"
+}
+
 pixel_run() {
   log "load run (pixel anchors): $RUN_DIR  (DURATION=$DURATION REPEATS=$REPEATS WARMUP=$WARMUP; path $URL_PATH; Host ${HOST_HEADER:-<url>})"
-  local conf
-  if want nginx; then
-    free_port
-    conf=$(render_nginx nginx-pixel.conf.in nginx 1 "$PORT")
-    log "start nginx empty_gif, 1 worker, 127.0.0.1:$PORT"
-    start_server nginx "$SERVER_CPU" nginx -c "$conf"
-    wait_port "$SRV_PID" "$PORT"
-    wait_http "$SRV_PID" "$PORT" /
-    measure_pixel nginx "$PORT"
-    stop_server nginx "$SRV_PID"
-  fi
+  want nginx && nginx_pixel
   if want minpixel; then
     free_port
     log "start minpixel, 1 thread, coop, 127.0.0.1:$PORT"
@@ -255,16 +258,7 @@ pixel_run() {
 eventlog_run() {
   log "load run (event log): $RUN_DIR  (DURATION=$DURATION REPEATS=$REPEATS WARMUP=$WARMUP; path $URL_PATH)"
   local conf md=$RUN_DIR/eventlog.md policy name port
-  if want nginx; then
-    free_port
-    conf=$(render_nginx nginx-pixel.conf.in nginx 1 "$PORT")
-    log "start nginx empty_gif, 1 worker, 127.0.0.1:$PORT"
-    start_server nginx "$SERVER_CPU" nginx -c "$conf"
-    wait_port "$SRV_PID" "$PORT"
-    wait_http "$SRV_PID" "$PORT" /
-    measure_pixel nginx "$PORT"
-    stop_server nginx "$SRV_PID"
-  fi
+  want nginx && nginx_pixel
   if want dcsd; then
     start_dcsd dcsd "$DCSD_BIN"
     measure_pixel dcsd "$PORT"

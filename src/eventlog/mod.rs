@@ -67,6 +67,9 @@ pub struct EventLog {
     parts: Mutex<Vec<Option<lane::Parts>>>,
     /// Each core's written position, published by its writer.
     written: Vec<Arc<AtomicU64>>,
+    /// Cores with files in the directory that this run has no worker for (fewer threads than
+    /// before): past their last file, so that no snapshot of this run replays them again.
+    idle: Vec<Position>,
     /// A sender per core, to end writers whose worker never closed its lane.
     closers: Vec<SyncSender<Msg>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -100,7 +103,11 @@ impl EventLog {
                 dir.display()
             );
         }
-        let next = next_sequences(&dir, cores);
+        let mut next = next_sequences(&dir);
+        next.resize(next.len().max(cores), 1);
+        let idle =
+            (cores..next.len()).map(|c| Position { core: c as u32, seq: next[c], offset: 0 }).collect();
+        next.truncate(cores);
         metrics.eventlog.enable();
         let (mut parts, mut written, mut closers, mut threads) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -145,7 +152,7 @@ impl EventLog {
                 bell: bell_worker,
             }));
         }
-        Ok(EventLog { dir, parts: Mutex::new(parts), written, closers, threads: Mutex::new(threads) })
+        Ok(EventLog { dir, parts: Mutex::new(parts), written, idle, closers, threads: Mutex::new(threads) })
     }
 
     /// Core `core`'s lane, once (its worker builds its service with it).
@@ -162,11 +169,9 @@ impl EventLog {
 
     /// Every core's written position now (what a snapshot taken now covers at least).
     pub fn positions(&self) -> Vec<Position> {
-        self.written
-            .iter()
-            .enumerate()
-            .map(|(core, w)| unpack(core as u32, w.load(Ordering::Acquire)))
-            .collect()
+        let running =
+            self.written.iter().enumerate().map(|(core, w)| unpack(core as u32, w.load(Ordering::Acquire)));
+        running.chain(self.idle.iter().copied()).collect()
     }
 
     /// Shutdown, after the workers drained: every writer writes what it was handed, syncs
@@ -182,15 +187,18 @@ impl EventLog {
     }
 }
 
-/// The next sequence number of each core: one past the highest file of that core in `dir`.
-fn next_sequences(dir: &Path, cores: usize) -> Vec<u64> {
-    let mut next = vec![1u64; cores];
+/// The next sequence number of every core that has files in `dir` (1 for a core without):
+/// one past the highest file of that core.
+fn next_sequences(dir: &Path) -> Vec<u64> {
+    let mut next = Vec::new();
     match read::list(dir) {
         Ok(files) => {
             for (name, _) in files {
-                if let Some(n) = next.get_mut(name.core as usize) {
-                    *n = (*n).max(name.seq + 1);
+                let core = name.core as usize;
+                if next.len() <= core {
+                    next.resize(core + 1, 1);
                 }
+                next[core] = next[core].max(name.seq + 1);
             }
         }
         Err(e) => crate::log!(Error, "event log: cannot list {} ({e})", dir.display()),

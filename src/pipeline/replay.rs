@@ -6,9 +6,9 @@
 //! What a record gives back: the realizations at their time (`ts`), the customer's segments,
 //! the declared-ID and ECID mappings, opt-outs, and partner answers cached until
 //! `expires_s`. A torn last line ends its file (a crash left it); a corrupt line in the middle
-//! is logged with its file and line and skipped. Records written while the snapshot was being
-//! taken are in both, and are applied again: a realization counted twice is the price of
-//! never losing one.
+//! is logged with its file and line and skipped. Records not yet written when the snapshot
+//! started, and records written during its walk, are in both and are applied again: a
+//! realization counted twice is the price of never losing one.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
