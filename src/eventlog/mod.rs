@@ -87,23 +87,22 @@ fn unpack(core: u32, v: u64) -> Position {
 // === impl EventLog ===
 
 impl EventLog {
-    /// Starts one writer per core for `eventlog.dir` (created if missing). File sequence
-    /// numbers continue after the highest name already there, per core. A directory that
-    /// cannot be created or listed is logged; the writers then count their records as dropped
-    /// until it works, and the daemon runs on.
+    /// Starts one writer per core for `eventlog.dir`, which [`prepare_dir`] made (`usable`:
+    /// it could). File sequence numbers continue after the highest name already there, per
+    /// core. In a directory that was not usable the writers count their records as dropped
+    /// until it works, without logging again what `prepare_dir` logged, and the daemon runs
+    /// on.
     ///
     /// # Errors
     /// A writer thread cannot be started.
-    pub fn open(cfg: &LogConfig, cores: usize, metrics: Arc<Registry>) -> std::io::Result<EventLog> {
+    pub fn open(
+        cfg: &LogConfig,
+        cores: usize,
+        metrics: Arc<Registry>,
+        usable: bool,
+    ) -> std::io::Result<EventLog> {
         let dir = PathBuf::from(&cfg.dir);
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            crate::log!(
-                Error,
-                "event log: cannot create {} ({e}); records will be dropped and counted",
-                dir.display()
-            );
-        }
-        let mut next = next_sequences(&dir);
+        let mut next = if usable { next_sequences(&dir) } else { Vec::new() };
         next.resize(next.len().max(cores), 1);
         let idle =
             (cores..next.len()).map(|c| Position { core: c as u32, seq: next[c], offset: 0 }).collect();
@@ -133,6 +132,7 @@ impl EventLog {
                 fsync_interval: Duration::from_millis(u64::from(cfg.fsync_interval_ms.max(1))),
                 metrics: metrics.clone(),
                 written: pos.clone(),
+                failing: !usable,
                 durable: durable.clone(),
                 rx,
                 spare: spare_tx,
@@ -183,6 +183,23 @@ impl EventLog {
         let threads = self.threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
         for t in threads {
             let _ = t.join();
+        }
+    }
+}
+
+/// Creates `dir` if it is missing; `false` (logged, once) if it cannot be created. Start-up
+/// then neither replays nor renames anything, and the writers count drops.
+pub fn prepare_dir(dir: &Path) -> bool {
+    match std::fs::create_dir_all(dir) {
+        Ok(()) => true,
+        Err(e) => {
+            crate::log!(
+                Error,
+                "event log: cannot create {} ({e}); records are dropped and counted \
+                 (dcsd_eventlog_dropped_total{{reason=\"io\"}}) until it can be written",
+                dir.display()
+            );
+            false
         }
     }
 }

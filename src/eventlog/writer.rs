@@ -37,6 +37,8 @@ pub(super) struct Writer {
     pub metrics: Arc<Registry>,
     /// Where the written position is published (`pack(seq, offset)`), for snapshots.
     pub written: Arc<AtomicU64>,
+    /// Start as if a failure had been logged already (start-up logged the directory's).
+    pub failing: bool,
     /// The worker's mark of the last batch made durable (`always`) or written.
     pub durable: Arc<AtomicU64>,
     pub rx: Receiver<Msg>,
@@ -68,7 +70,8 @@ struct State {
 impl Writer {
     /// The thread body: until the worker closes its lane (or the channel goes away).
     pub(super) fn run(self) {
-        let mut st = State { w: self, open: None, last_sync: Instant::now(), failing: false };
+        let failing = self.failing;
+        let mut st = State { w: self, open: None, last_sync: Instant::now(), failing };
         st.publish();
         loop {
             let wait = match (st.w.policy, &st.open) {

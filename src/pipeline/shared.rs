@@ -60,27 +60,11 @@ impl Shared {
         let log = &shared.config.eventlog;
         if !log.dir.is_empty() {
             let dir = Path::new(&log.dir);
-            let from = note.as_deref().and_then(crate::eventlog::decode_note);
-            let r = super::replay::replay(dir, from.as_deref(), &shared.table, &shared.catalog.load());
-            crate::log!(
-                Info,
-                "event log: replayed {} records ({} applied) from {} files in {} ms{}{}",
-                r.records,
-                r.applied,
-                r.files,
-                r.took.as_millis(),
-                if from.is_some() {
-                    " after the snapshot's positions"
-                } else {
-                    " (no snapshot positions: every file)"
-                },
-                if r.corrupt > 0 { format!("; {} corrupt lines skipped", r.corrupt) } else { String::new() }
-            );
-            let sealed = crate::eventlog::seal_leftovers(dir);
-            if sealed > 0 {
-                crate::log!(Warn, "event log: renamed {sealed} file(s) a previous run left open to .done");
+            let usable = crate::eventlog::prepare_dir(dir);
+            if usable {
+                replay_and_seal(&shared, dir, note.as_deref());
             }
-            shared.eventlog = Some(Arc::new(EventLog::open(log, threads, shared.metrics.clone())?));
+            shared.eventlog = Some(Arc::new(EventLog::open(log, threads, shared.metrics.clone(), usable)?));
         }
         Ok(shared)
     }
@@ -124,6 +108,31 @@ impl Shared {
         });
         snapshot::spawn_snapshotter(self.table.clone(), path, interval, store.snapshot_shrink_ratio, note)
             .map(Some)
+    }
+}
+
+/// Start-up with the event log on: replays the log after the snapshot's `note` (docs/eventlog.md
+/// §5) and renames the files a crash left open `.done`, one line each.
+fn replay_and_seal(shared: &Shared, dir: &Path, note: Option<&[u8]>) {
+    let from = note.and_then(crate::eventlog::decode_note);
+    let r = super::replay::replay(dir, from.as_deref(), &shared.table, &shared.catalog.load());
+    crate::log!(
+        Info,
+        "event log: replayed {} records ({} applied) from {} files in {} ms{}{}",
+        r.records,
+        r.applied,
+        r.files,
+        r.took.as_millis(),
+        if from.is_some() {
+            " after the snapshot's positions"
+        } else {
+            " (no snapshot positions: every file)"
+        },
+        if r.corrupt > 0 { format!("; {} corrupt lines skipped", r.corrupt) } else { String::new() }
+    );
+    let sealed = crate::eventlog::seal_leftovers(dir);
+    if sealed > 0 {
+        crate::log!(Warn, "event log: renamed {sealed} file(s) a previous run left open to .done");
     }
 }
 
