@@ -115,6 +115,11 @@ impl Lane {
             self.start();
         }
         let metrics = self.metrics.eventlog.core(self.core);
+        if self.closed.get() {
+            // A partner answer landing after the drain: the writer is gone.
+            metrics.dropped_backlog(1);
+            return;
+        }
         let mut cur = self.cur.borrow_mut();
         let start = cur.len();
         write(&mut cur);
