@@ -190,49 +190,50 @@ pub fn close<'e>(
             OptOut::Global => b",\"opt_out\":\"global\"",
         });
     }
-    push_ids(out, b",\"traits\":[", o.traits);
-    push_ids(out, b",\"segments\":[", o.segments);
-    out.extend_from_slice(b",\"partners\":{");
-    for (i, (dpid, label)) in partners.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    let id = |out: &mut Vec<u8>, id: &u32| push_u64(out, u64::from(*id));
+    push_joined(out, b",\"traits\":[", o.traits.iter(), id, b"]");
+    push_joined(out, b",\"segments\":[", o.segments.iter(), id, b"]");
+    let partner = |out: &mut Vec<u8>, (dpid, label): (u32, &str)| {
         out.push(b'"');
         push_u64(out, u64::from(dpid));
         out.extend_from_slice(b"\":\"");
         out.extend_from_slice(label.as_bytes());
         out.push(b'"');
-    }
-    out.push(b'}');
+    };
+    push_joined(out, b",\"partners\":{", partners, partner, b"}");
     if let Some(e) = o.expires_s {
         out.extend_from_slice(b",\"expires_s\":");
         push_u64(out, e);
     }
-    out.extend_from_slice(b",\"errors\":[");
-    for (i, (code, msg)) in errors.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    let error = |out: &mut Vec<u8>, (code, msg): (u16, &str)| {
         out.extend_from_slice(b"{\"code\":");
         push_u64(out, u64::from(code));
         out.extend_from_slice(b",\"msg\":");
         push_str(out, msg.as_bytes());
         out.push(b'}');
-    }
-    out.extend_from_slice(b"],\"mode\":\"");
+    };
+    push_joined(out, b",\"errors\":[", errors, error, b"]");
+    out.extend_from_slice(b",\"mode\":\"");
     out.extend_from_slice(o.mode.as_bytes());
     out.extend_from_slice(b"\"}");
 }
 
-fn push_ids(out: &mut Vec<u8>, open: &[u8], ids: &[u32]) {
+/// `open`, each item written by `each` with commas between, `close`.
+fn push_joined<T>(
+    out: &mut Vec<u8>,
+    open: &[u8],
+    items: impl Iterator<Item = T>,
+    mut each: impl FnMut(&mut Vec<u8>, T),
+    close: &[u8],
+) {
     out.extend_from_slice(open);
-    for (i, id) in ids.iter().enumerate() {
+    for (i, item) in items.enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        push_u64(out, u64::from(*id));
+        each(out, item);
     }
-    out.push(b']');
+    out.extend_from_slice(close);
 }
 
 /// A JSON string of request text (valid UTF-8 after decoding; anything else is escaped by
