@@ -11,6 +11,7 @@ use crate::eventlog::record::{self, Kind, OptOut, Outcome, Profile};
 use crate::http::conn::Request;
 use crate::http::host_without_port;
 use crate::identity::encode_tid;
+use crate::log::unix_ms;
 
 use super::handlers::render::DcsError;
 use super::params::View;
@@ -50,7 +51,7 @@ pub struct Logged<'a> {
     pub customer: Option<u32>,
     /// The answer's profile ID.
     pub uuid: Option<&'a [u8; 38]>,
-    /// Traits realized and the customer's segments.
+    /// Traits realized.
     pub traits: &'a [u32],
     /// The customer's segments.
     pub segments: &'a [u32],
@@ -126,7 +127,7 @@ impl Dcs {
         let facts = self.facts.borrow();
         let uuid = l.uuid.or(facts.uuid.as_ref());
         lane.append(|out| {
-            record::open(out, now_ms(), &encode_tid(l.tid), l.kind);
+            record::open(out, unix_ms(), &encode_tid(l.tid), l.kind);
             self.push_request_part(out, &part);
             let profile = Profile {
                 customer: l.customer,
@@ -143,8 +144,36 @@ impl Dcs {
         });
     }
 
+    /// Appends the record of an `/ibs:` or opt-out request (no traits, segments or partners;
+    /// the profile and an opt-out come from what the update noted). Takes a transaction ID
+    /// only when the log is on.
+    pub fn log_identity(
+        &self,
+        part: RequestPart<'_, '_>,
+        kind: Kind,
+        customer: Option<u32>,
+        uuid: Option<&[u8; 38]>,
+        mode: &str,
+        errors: &[DcsError],
+    ) {
+        if self.log.is_none() {
+            return;
+        }
+        let logged = Logged {
+            kind,
+            tid: self.tid(),
+            customer,
+            uuid,
+            traits: &[],
+            segments: &[],
+            partners: &[],
+            called: &[],
+            mode,
+        };
+        self.log_request(part, &logged, errors);
+    }
+
     /// Appends the record of a partner's result that came after its request's answer.
-    #[allow(clippy::too_many_arguments)]
     pub fn log_partner(
         &self,
         owner: &super::partners::Owner,
@@ -157,7 +186,7 @@ impl Dcs {
         let Some(lane) = &self.log else { return };
         let uuid = owner.uuid.to_digits();
         lane.append(|out| {
-            record::open(out, now_ms(), &encode_tid(owner.tid), Kind::Partner);
+            record::open(out, unix_ms(), &encode_tid(owner.tid), Kind::Partner);
             record::no_request(out, b"", self.logged_ip(owner.ip), self.shared.config.server.region);
             let profile = Profile { customer: Some(owner.customer), uuid: Some(&uuid), ..Profile::default() };
             let o = Outcome { traits, segments, expires_s, mode: owner.mode };
@@ -168,11 +197,4 @@ impl Dcs {
 
 fn host_of<'a>(req: &Request<'a>) -> &'a [u8] {
     req.head.host.map_or(&b""[..], |h| host_without_port(h.get(req.buf)))
-}
-
-/// Now, Unix milliseconds.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

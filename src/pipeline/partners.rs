@@ -241,10 +241,10 @@ impl Fanout {
         }
         // Nobody waits: a JSON request's late answer, or a pixel request's call.
         let late = result.answer.is_some() && self.waits;
-        if let Some(p) = &pool {
-            p.counters.outcome(if late { Outcome::Late } else { result.outcome } as usize);
-        }
         let outcome = if late { Outcome::Late } else { result.outcome };
+        if let Some(p) = &pool {
+            p.counters.outcome(outcome as usize);
+        }
         match &result.answer {
             Some(answer) => land(&self.dcs, self.owner, dpid, outcome, answer),
             // A pixel request's failed call: its record says `called`; this says how it ended.

@@ -9,7 +9,6 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::http::response::push_u64;
 
@@ -230,7 +229,7 @@ impl Drop for OpenGuard {
 /// `{"ts_ms","conn","method","target","headers":[[name,value],…],"body"}`; bytes that are not
 /// UTF-8 become U+FFFD, so every line is valid JSON.
 fn record_line(r: &Record<'_>) -> String {
-    let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let ts_ms = crate::log::unix_ms();
     let mut b = Vec::with_capacity(128 + r.target.len() + r.body.len() + r.headers.len() * 32);
     b.extend_from_slice(b"{\"ts_ms\":");
     push_u64(&mut b, ts_ms);

@@ -349,7 +349,7 @@ impl ProfileTable {
     /// Now in Unix ms, but later than every mapping time handed out before.
     fn mapping_time(&self) -> u64 {
         use std::sync::atomic::Ordering::Relaxed;
-        let now = unix_ms();
+        let now = crate::log::unix_ms();
         let prev = self.mapped_ms.fetch_update(Relaxed, Relaxed, |last| Some(now.max(last + 1)));
         prev.map_or(now, |last| now.max(last + 1))
     }
@@ -556,11 +556,6 @@ pub(crate) fn decode_denylist(v: &[u8]) -> Option<Denylist> {
     let word = |i: usize| Some(u32::from_le_bytes(v.get(i * 4..i * 4 + 4)?.try_into().ok()?));
     (v.len() == 12).then_some(())?;
     Some(Denylist { window_start_s: word(0)?, count: word(1)?, blocked_until_s: word(2)? })
-}
-
-/// Now, Unix milliseconds (0 if the clock is before 1970).
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A UUID stored as 16 bytes LE.

@@ -18,7 +18,7 @@ use crate::http::url::redirect_host;
 use crate::http::Method;
 use crate::identity::declared::DeclaredId;
 
-use super::super::logging::{Logged, RequestPart};
+use super::super::logging::RequestPart;
 use super::super::params::Control;
 use super::super::{Dcs, Route};
 use super::identity::{
@@ -45,21 +45,21 @@ pub fn ibs(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     let Ok(view) = pairs.decode(after_colon, query) else {
         errors.push(DcsError { code: 311, msg: INVALID_PARAMETERS.into() });
         let status = pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
-        log(dcs, RequestPart::Invalid(req), None, None, "pixel", &errors);
+        dcs.log_identity(RequestPart::Invalid(req), Kind::Ibs, None, None, "pixel", &errors);
         return status;
     };
     let ctl = Control::from_view(&view);
     let redir = view.raw_first(b"redir");
     let Some(customer) = check_host_and_org(&tax, req, &ctl, &mut errors).map(|c| c.id) else {
         let status = pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
-        log(dcs, RequestPart::Valid(req, &view), None, None, "pixel", &errors);
+        dcs.log_identity(RequestPart::Valid(req, &view), Kind::Ibs, None, None, "pixel", &errors);
         return status;
     };
     let now = now_s();
     let declared = declared_ids(dcs, &tax, &ctl, customer, now, &mut errors);
     let Some(digits) = sync(dcs, req, &ctl, customer, &declared, now, &mut errors) else {
         let status = pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
-        log(dcs, RequestPart::Valid(req, &view), Some(customer), None, "pixel", &errors);
+        dcs.log_identity(RequestPart::Valid(req, &view), Kind::Ibs, Some(customer), None, "pixel", &errors);
         return status;
     };
     let location = redir.and_then(|r| {
@@ -69,40 +69,16 @@ pub fn ibs(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
         }
         allowed.then(|| substitute(r, &digits))
     });
+    // d_coppa=1: no third-party cookie, neither read (in `sync`) nor set (docs/http-api.md §4).
     let cookie = if ctl.coppa { SetCookie::Nothing } else { SetCookie::Profile(&digits) };
     let status = pixel(dcs, req, cookie, location.as_deref(), &errors, out);
     let mode = if location.is_some() { "redirect" } else { "pixel" };
-    log(dcs, RequestPart::Valid(req, &view), Some(customer), Some(&digits), mode, &errors);
+    dcs.log_identity(RequestPart::Valid(req, &view), Kind::Ibs, Some(customer), Some(&digits), mode, &errors);
     status
 }
 
-/// The request's event-log record (when the log is on).
-fn log(
-    dcs: &Dcs,
-    part: RequestPart<'_, '_>,
-    customer: Option<u32>,
-    uuid: Option<&[u8; 38]>,
-    mode: &str,
-    errors: &[DcsError],
-) {
-    if !dcs.logging() {
-        return;
-    }
-    let tid = dcs.tid();
-    let logged = Logged {
-        kind: Kind::Ibs,
-        tid,
-        customer,
-        uuid,
-        traits: &[],
-        segments: &[],
-        partners: &[],
-        called: &[],
-        mode,
-    };
-    dcs.log_request(part, &logged, errors);
-}
-
+/// Maps `declared` to the profile of the cookie (else a new one); returns its ID, or `None`
+/// when the sync was refused.
 fn sync(
     dcs: &Dcs,
     req: &Request<'_>,

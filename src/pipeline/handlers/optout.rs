@@ -17,7 +17,7 @@ use crate::http::conn::Request;
 use crate::http::Method;
 use crate::identity::Uuid;
 
-use super::super::logging::{Logged, RequestPart};
+use super::super::logging::RequestPart;
 use super::super::params::Control;
 use super::super::{Dcs, Route};
 use super::identity::{
@@ -38,7 +38,7 @@ pub fn optout(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
     let Ok(view) = pairs.decode(query, b"") else {
         errors.push(DcsError { code: 311, msg: INVALID_PARAMETERS.into() });
         let status = pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
-        log(dcs, RequestPart::Invalid(req), None, &errors);
+        dcs.log_identity(RequestPart::Invalid(req), Kind::Optout, None, None, "pixel", &errors);
         return status;
     };
     let ctl = Control::from_view(&view);
@@ -54,7 +54,7 @@ pub fn optout(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
             });
         }
         let status = pixel(dcs, req, SetCookie::OptOut, None, &errors, out);
-        log(dcs, RequestPart::Valid(req, &view), None, &errors);
+        dcs.log_identity(RequestPart::Valid(req, &view), Kind::Optout, None, None, "pixel", &errors);
         return status;
     }
     let customer = check_host_and_org(&tax, req, &ctl, &mut errors);
@@ -62,28 +62,15 @@ pub fn optout(dcs: &Dcs, req: &Request<'_>, out: &mut Vec<u8>) -> u16 {
         opt_out_partner(dcs, &tax, req, &ctl, customer, now, &mut errors);
     }
     let status = pixel(dcs, req, SetCookie::Nothing, None, &errors, out);
-    log(dcs, RequestPart::Valid(req, &view), customer.map(|c| c.id), &errors);
+    dcs.log_identity(
+        RequestPart::Valid(req, &view),
+        Kind::Optout,
+        customer.map(|c| c.id),
+        None,
+        "pixel",
+        &errors,
+    );
     status
-}
-
-/// The request's event-log record (when the log is on); the profile and the opt-out come
-/// from what the update noted.
-fn log(dcs: &Dcs, part: RequestPart<'_, '_>, customer: Option<u32>, errors: &[DcsError]) {
-    if !dcs.logging() {
-        return;
-    }
-    let logged = Logged {
-        kind: Kind::Optout,
-        tid: dcs.tid(),
-        customer,
-        uuid: None,
-        traits: &[],
-        segments: &[],
-        partners: &[],
-        called: &[],
-        mode: "pixel",
-    };
-    dcs.log_request(part, &logged, errors);
 }
 
 /// The partner-level opt-out of the profile the request names.
