@@ -17,27 +17,8 @@ use std::net::IpAddr;
 use crate::http::response::push_u64;
 use crate::json::escape_into;
 
-/// What a record is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// `/event`
-    Event,
-    /// `/ibs:`
-    Ibs,
-    /// `/demoptout`
-    Optout,
-    /// A partner's answer that landed in the profile after its request was answered.
-    Partner,
-}
-
-/// A profile's opt-out that the request made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OptOut {
-    /// Of the host's customer.
-    Customer,
-    /// Of everything (the browser).
-    Global,
-}
+// One definition of the kinds and opt-outs for writing and reading records.
+pub use super::read::{Kind, OptOut};
 
 /// The profile part of a record.
 #[derive(Clone, Copy, Debug, Default)]
@@ -68,18 +49,6 @@ pub struct Outcome<'a> {
     pub mode: &'a str,
 }
 
-impl Kind {
-    /// The `kind` label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Kind::Event => "event",
-            Kind::Ibs => "ibs",
-            Kind::Optout => "optout",
-            Kind::Partner => "partner",
-        }
-    }
-}
-
 /// `{"ts":…,"tid":"…","kind":"…"` — `ts` in Unix milliseconds, `tid` the answer's
 /// transaction ID (base64).
 pub fn open(out: &mut Vec<u8>, ts_ms: u64, tid: &[u8; 12], kind: Kind) {
@@ -88,7 +57,7 @@ pub fn open(out: &mut Vec<u8>, ts_ms: u64, tid: &[u8; 12], kind: Kind) {
     out.extend_from_slice(b",\"tid\":\"");
     out.extend_from_slice(tid);
     out.extend_from_slice(b"\",\"kind\":\"");
-    out.extend_from_slice(kind.label().as_bytes());
+    out.extend_from_slice(kind.as_str().as_bytes());
     out.push(b'"');
 }
 
@@ -185,10 +154,9 @@ pub fn close<'e>(
     out.extend_from_slice(p.declared);
     out.push(b']');
     if let Some(o) = p.opt_out {
-        out.extend_from_slice(match o {
-            OptOut::Customer => b",\"opt_out\":\"customer\"",
-            OptOut::Global => b",\"opt_out\":\"global\"",
-        });
+        out.extend_from_slice(b",\"opt_out\":\"");
+        out.extend_from_slice(o.as_str().as_bytes());
+        out.push(b'"');
     }
     let id = |out: &mut Vec<u8>, id: &u32| push_u64(out, u64::from(*id));
     push_joined(out, b",\"traits\":[", o.traits.iter(), id, b"]");

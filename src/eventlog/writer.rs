@@ -160,7 +160,7 @@ impl State {
             Ok(()) => {
                 o.offset += chunk.len() as u64;
                 o.dirty = true;
-                self.w.metrics.eventlog.core(self.w.core as usize).written(chunk.len() as u64);
+                self.lane().written(chunk.len() as u64);
                 self.failing = false;
                 self.publish();
             }
@@ -201,32 +201,30 @@ impl State {
         }
     }
 
-    /// fdatasync of the open file, timed.
+    /// The policy's fdatasync of the open file (none with `never`).
     fn sync(&mut self) {
         self.last_sync = Instant::now();
-        let Some(o) = self.open.as_mut().filter(|o| o.dirty) else { return };
-        if self.w.policy == Fsync::Never {
-            return;
+        if self.w.policy != Fsync::Never {
+            self.datasync();
         }
+    }
+
+    /// fdatasync of the open file if it has unsynced bytes, timed and counted.
+    fn datasync(&mut self) {
+        let Some(o) = self.open.as_mut().filter(|o| o.dirty) else { return };
         let t0 = Instant::now();
         let r = o.file.sync_data();
         o.dirty = false;
-        self.w.metrics.eventlog.core(self.w.core as usize).fsynced(t0.elapsed());
+        self.lane().fsynced(t0.elapsed());
         if let Err(e) = r {
             self.failed("fdatasync", &e);
         }
     }
 
-    /// Syncs, closes and renames the open file `.done`; the next record opens a new one.
+    /// Syncs (whatever the policy: a finished file is complete on disk), closes and renames
+    /// the open file `.done`; the next record opens a new one.
     fn finish_file(&mut self) {
-        if self.open.as_ref().is_some_and(|o| o.dirty) {
-            let t0 = Instant::now();
-            let r = self.open.as_ref().map(|o| o.file.sync_data());
-            self.lane().fsynced(t0.elapsed());
-            if let Some(Err(e)) = r {
-                self.failed("fdatasync", &e);
-            }
-        }
+        self.datasync();
         if self.open.take().is_none() {
             return;
         }
