@@ -62,7 +62,6 @@ pub struct Position {
 
 /// The process's event log: its writer threads and what each core takes to reach its own.
 pub struct EventLog {
-    dir: PathBuf,
     /// What each worker takes once ([`EventLog::lane`]).
     parts: Mutex<Vec<Option<lane::Parts>>>,
     /// Each core's written position, published by its writer.
@@ -152,7 +151,7 @@ impl EventLog {
                 bell: bell_worker,
             }));
         }
-        Ok(EventLog { dir, parts: Mutex::new(parts), written, idle, closers, threads: Mutex::new(threads) })
+        Ok(EventLog { parts: Mutex::new(parts), written, idle, closers, threads: Mutex::new(threads) })
     }
 
     /// Core `core`'s lane, once (its worker builds its service with it).
@@ -160,11 +159,6 @@ impl EventLog {
         let mut parts = self.parts.lock().ok()?;
         let p = parts.get_mut(core)?.take()?;
         Some(Rc::new(Lane::new(p)))
-    }
-
-    /// The log's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Every core's written position now (what a snapshot taken now covers at least).

@@ -63,6 +63,17 @@ pub struct Logged<'a> {
     pub mode: &'a str,
 }
 
+/// What a partner's answer stored in the profile when it landed.
+#[derive(Clone, Copy, Debug)]
+pub struct Landed<'a> {
+    /// The partner traits realized.
+    pub traits: &'a [u32],
+    /// The customer's segments after them (empty when no trait was realized).
+    pub segments: &'a [u32],
+    /// Until when the answer is cached, Unix seconds.
+    pub expires_s: u64,
+}
+
 // === impl Facts ===
 
 impl Facts {
@@ -173,15 +184,16 @@ impl Dcs {
         self.log_request(part, &logged, errors);
     }
 
-    /// Appends the record of a partner's result that came after its request's answer.
+    /// Appends the record of a partner's result that came after its request's answer (`json`:
+    /// a JSON request's late answer; else a pixel request's call), with what it stored in the
+    /// profile (`None`: nothing, a failure or a profile that opted out meanwhile).
     pub fn log_partner(
         &self,
         owner: &super::partners::Owner,
+        json: bool,
         dpid: u32,
         outcome: crate::partner::Outcome,
-        traits: &[u32],
-        segments: &[u32],
-        expires_s: Option<u64>,
+        landed: Option<Landed<'_>>,
     ) {
         let Some(lane) = &self.log else { return };
         let uuid = owner.uuid.to_digits();
@@ -189,7 +201,13 @@ impl Dcs {
             record::open(out, unix_ms(), &encode_tid(owner.tid), Kind::Partner);
             record::no_request(out, b"", self.logged_ip(owner.ip), self.shared.config.server.region);
             let profile = Profile { customer: Some(owner.customer), uuid: Some(&uuid), ..Profile::default() };
-            let o = Outcome { traits, segments, expires_s, mode: owner.mode };
+            let mode = if json { "json" } else { "pixel" };
+            let o = match landed {
+                Some(l) => {
+                    Outcome { traits: l.traits, segments: l.segments, expires_s: Some(l.expires_s), mode }
+                }
+                None => Outcome { mode, ..Outcome::default() },
+            };
             record::close(out, &profile, &o, std::iter::once((dpid, outcome.label())), std::iter::empty());
         });
     }

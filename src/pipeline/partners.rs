@@ -28,6 +28,7 @@ use crate::identity::Uuid;
 use crate::partner::{Answer, CallResult, Lease, Outcome, PartnerSpec};
 use crate::table::{day_of, Profile};
 
+use super::logging::Landed;
 use super::Dcs;
 
 /// What a request needs to land its partners' results in the profile.
@@ -37,13 +38,11 @@ pub struct Owner {
     pub uuid: Uuid,
     /// The host's customer (whose segments are re-evaluated).
     pub customer: u32,
-    /// The request's transaction ID, client address and mode (`pixel`, `json`), for the
-    /// `partner` record of a result that lands later.
+    /// The request's transaction ID and client address, for the `partner` record of a result
+    /// that lands later.
     pub tid: u64,
     /// The client's address.
     pub ip: std::net::IpAddr,
-    /// `pixel` or `json`.
-    pub mode: &'static str,
 }
 
 /// A call decided for a request: its slot in the pool and its request bytes.
@@ -130,7 +129,8 @@ pub fn ttl_of(catalog: &Catalog, customer: u32, dpid: u32) -> u32 {
 /// Stores a result that came after its request's answer (or for a pixel request) in the
 /// profile: the answer cached until it expires, the partner traits realized, the customer's
 /// segments re-evaluated. A profile that opted out of the customer meanwhile stores nothing.
-fn land(dcs: &Dcs, owner: Owner, dpid: u32, outcome: Outcome, answer: &Answer) {
+/// `json`: a JSON request's late answer (for its log record).
+fn land(dcs: &Dcs, owner: Owner, json: bool, dpid: u32, outcome: Outcome, answer: &Answer) {
     let catalog = dcs.catalog();
     let now = super::handlers::now_s();
     let mut traits = Vec::new();
@@ -156,11 +156,9 @@ fn land(dcs: &Dcs, owner: Owner, dpid: u32, outcome: Outcome, answer: &Answer) {
         set_customer_segments(engine, p, owner.customer, &segments, &mut merged);
         true
     });
-    if !stored {
-        traits.clear();
-    }
-    let expires = stored.then_some(u64::from(expires));
-    dcs.log_partner(&owner, dpid, outcome, &traits, &segments, expires);
+    let landed =
+        stored.then_some(Landed { traits: &traits, segments: &segments, expires_s: u64::from(expires) });
+    dcs.log_partner(&owner, json, dpid, outcome, landed);
 }
 
 /// Replaces `customer`'s segments in `p` with `segments`, keeping other customers' (and
@@ -246,9 +244,9 @@ impl Fanout {
             p.counters.outcome(outcome as usize);
         }
         match &result.answer {
-            Some(answer) => land(&self.dcs, self.owner, dpid, outcome, answer),
+            Some(answer) => land(&self.dcs, self.owner, self.waits, dpid, outcome, answer),
             // A pixel request's failed call: its record says `called`; this says how it ended.
-            None if !self.waits => self.dcs.log_partner(&self.owner, dpid, outcome, &[], &[], None),
+            None if !self.waits => self.dcs.log_partner(&self.owner, false, dpid, outcome, None),
             None => {}
         }
     }

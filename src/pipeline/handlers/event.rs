@@ -219,8 +219,7 @@ impl Valid<'_, '_> {
             let calls = self.lease(dcs, w, pixel_partners, decisions, &id);
             if !calls.is_empty() {
                 w.called.extend(calls.iter().map(|c| c.dpid));
-                let owner =
-                    Owner { uuid: id.uuid, customer, tid: self.tid, ip: self.req.peer.ip(), mode: "pixel" };
+                let owner = Owner { uuid: id.uuid, customer, tid: self.tid, ip: self.req.peer.ip() };
                 Fanout::start(dcs, owner, calls, false);
             }
         }
@@ -266,7 +265,7 @@ impl Valid<'_, '_> {
         let called = calls.iter().map(|c| c.dpid).collect();
         let budget = Duration::from_millis(u64::from(dcs.shared.config.partners.budget_ms));
         let deadline = self.req.now + budget.saturating_sub(FINISH_MARGIN);
-        let owner = Owner { uuid: id.uuid, customer, tid: self.tid, ip: self.req.peer.ip(), mode: "json" };
+        let owner = Owner { uuid: id.uuid, customer, tid: self.tid, ip: self.req.peer.ip() };
         let fanout = Fanout::start(dcs, owner, calls, true);
         Some(Box::new(Waiting {
             fanout,
