@@ -41,7 +41,7 @@ const QUEUE_BATCHES: usize = 64;
 const OFFSET_BITS: u32 = 40;
 
 /// What a worker sends its writer.
-pub(crate) enum Msg {
+enum Msg {
     /// Whole records; `mark` is the worker's count of bytes appended up to their end; `sync`:
     /// fdatasync before reporting the mark and ring the bell.
     Batch { bytes: Vec<u8>, mark: u64, sync: bool },

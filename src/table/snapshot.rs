@@ -62,9 +62,6 @@ const MAGIC: &[u8; 8] = b"DCSDSNAP";
 const VERSION: u32 = 3;
 /// Longest note restore accepts.
 const MAX_NOTE_BYTES: usize = 1 << 20;
-
-/// Makes the note of a snapshot about to be written.
-pub type NoteFn = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
 const TRAILER: u8 = 0xFF;
 /// Every map, in file order.
 const KINDS: [Kind; 4] = [Kind::Profile, Kind::Declared, Kind::Ecid, Kind::Denied];
@@ -73,6 +70,9 @@ const MAX_KEY_BYTES: usize = 4096;
 /// Longest value restore accepts.
 const MAX_VALUE_BYTES: usize = 64 << 20;
 const IO_BUFFER_BYTES: usize = 1 << 20;
+
+/// Makes the note of a snapshot about to be written.
+pub type NoteFn = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
 
 /// How a table's snapshots have gone, kept by the table for `/metrics`.
 #[derive(Debug, Default)]
