@@ -15,6 +15,7 @@ use crate::log::unix_ms;
 
 use super::handlers::render::DcsError;
 use super::params::View;
+use super::partners::{Landed, Owner};
 use super::signals::{obfuscate, HeaderSignals};
 use super::Dcs;
 
@@ -61,17 +62,6 @@ pub struct Logged<'a> {
     pub called: &'a [u32],
     /// `pixel`, `json`, `jsonp`, `redirect`.
     pub mode: &'a str,
-}
-
-/// What a partner's answer stored in the profile when it landed.
-#[derive(Clone, Copy, Debug)]
-pub struct Landed<'a> {
-    /// The partner traits realized.
-    pub traits: &'a [u32],
-    /// The customer's segments after them (empty when no trait was realized).
-    pub segments: &'a [u32],
-    /// Until when the answer is cached, Unix seconds.
-    pub expires_s: u64,
 }
 
 // === impl Facts ===
@@ -189,7 +179,7 @@ impl Dcs {
     /// profile (`None`: nothing, a failure or a profile that opted out meanwhile).
     pub fn log_partner(
         &self,
-        owner: &super::partners::Owner,
+        owner: &Owner,
         json: bool,
         dpid: u32,
         outcome: crate::partner::Outcome,

@@ -28,7 +28,6 @@ use crate::identity::Uuid;
 use crate::partner::{Answer, CallResult, Lease, Outcome, PartnerSpec};
 use crate::table::{day_of, Profile};
 
-use super::logging::Landed;
 use super::Dcs;
 
 /// What a request needs to land its partners' results in the profile.
@@ -43,6 +42,17 @@ pub struct Owner {
     pub tid: u64,
     /// The client's address.
     pub ip: std::net::IpAddr,
+}
+
+/// What a partner's answer stored in the profile when it landed.
+#[derive(Clone, Copy, Debug)]
+pub struct Landed<'a> {
+    /// The partner traits realized.
+    pub traits: &'a [u32],
+    /// The customer's segments after them (empty when no trait was realized).
+    pub segments: &'a [u32],
+    /// Until when the answer is cached, Unix seconds.
+    pub expires_s: u64,
 }
 
 /// A call decided for a request: its slot in the pool and its request bytes.
